@@ -1,0 +1,63 @@
+"""Small network building blocks shared by generators and classifiers.
+
+Networks are Flax Linen modules; the rest of gbijax only ever sees their pure
+``init``/``apply`` functions and parameter pytrees, so that every model can be
+``jax.vmap``-ed over stacked parameters (ensembles, scans).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["MLP", "sinusoidal_embedding"]
+
+
+class MLP(nn.Module):
+    """A fully connected network ``in -> hidden... -> out``.
+
+    Attributes:
+        hidden: widths of the hidden layers, e.g. ``(64, 64, 64)``.
+        out: width of the output layer.
+        activation: activation between hidden layers.
+        zero_init_output: start the last layer at zero (useful for flows and velocity fields,
+            so that training starts from the identity / zero velocity).
+    """
+
+    hidden: Sequence[int]
+    out: int
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    zero_init_output: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden:
+            x = self.activation(nn.Dense(width)(x))
+        init = nn.initializers.zeros if self.zero_init_output else nn.initializers.lecun_normal()
+        return nn.Dense(self.out, kernel_init=init)(x)
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 1000.0) -> jax.Array:
+    """Sinusoidal features of a scalar time ``t`` in [0, 1].
+
+    Args:
+        t: times, shape ``(...,)``.
+        dim: embedding width (even).
+        max_period: longest period, in units of ``t / max_period``-scaled frequencies.
+
+    Returns:
+        Array of shape ``(..., dim)``: ``[sin(t f_k), cos(t f_k)]`` with geometric frequencies.
+
+    >>> sinusoidal_embedding(jnp.zeros(3), 4).shape
+    (3, 4)
+    """
+    if dim % 2:
+        raise ValueError(f"embedding dim must be even, got {dim}")
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half) / max(half - 1, 1)) * max_period
+    angles = jnp.asarray(t)[..., None] * freqs
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
