@@ -168,13 +168,15 @@ def train(
     Epoch ``e`` uses the key ``fold_in(key, e)``, so stopping after any epoch and calling
     ``train`` again from the returned state gives exactly the same result as one call. Early
     stopping ends the loop once ``patience`` epochs pass without a better validation loss
-    (training loss when ``val_data`` is None); the best parameters are kept in the state.
+    (without ``val_data``, the loss on the whole training set after each epoch); the best
+    parameters are kept in the state.
     """
     n = _n_events(train_data)
     steps, batch = _steps_per_epoch(n, config.batch_size)
     optimizer = make_optimizer(config, steps)
     until = config.epochs if until_epoch is None else until_epoch
     key, val_key = jax.random.split(key)  # the same validation noise every epoch
+    monitored = train_data if val_data is None else val_data
     grad_fn = jax.value_and_grad(lambda p, k, b: _batch_loss(loss_fn, p, k, b))
 
     def step(carry, args):
@@ -191,8 +193,7 @@ def train(
             step, (s.params, s.opt_state), (jax.random.split(k_steps, steps), idx)
         )
         train_loss = jnp.mean(losses)
-        val = (train_loss if val_data is None
-               else _validation_loss(loss_fn, params, val_key, val_data, config.val_chunk))  # fmt: skip
+        val = _validation_loss(loss_fn, params, val_key, monitored, config.val_chunk)
         better = val < s.best_val
         return TrainState(
             epoch=s.epoch + 1,
@@ -241,7 +242,8 @@ def fit(
         config: :class:`TrainConfig` (static).
 
     Returns:
-        ``(best_params, history)``; best by validation loss (training loss without validation).
+        ``(best_params, history)``; best by validation loss (end-of-epoch training-set loss
+        without validation data).
     """
     state = train(init_state(params, train_data, config), key, loss_fn, train_data, val_data, config)
     return state.best_params, history(state)
