@@ -77,7 +77,9 @@ def _config_differences(stored: Any, expected: Any, prefix: str = "") -> list[st
         for key in sorted(set(stored) | set(expected)):
             out += _config_differences(stored.get(key), expected.get(key), f"{prefix}{key}.")
         return out
-    return [] if stored == expected else [f"{prefix[:-1] or 'config'}: stored {stored!r}, expected {expected!r}"]
+    if stored == expected:
+        return []
+    return [f"{prefix[:-1] or 'config'}: stored {stored!r}, expected {expected!r}"]
 
 
 def restore_checkpoint(directory: str | Path, like: Any, config: Any = None) -> Any:

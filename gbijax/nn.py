@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MLP", "sinusoidal_embedding"]
+__all__ = ["MLP", "activation", "count_params", "sinusoidal_embedding"]
 
 
 class MLP(nn.Module):
@@ -47,7 +47,9 @@ def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 1000.0) -> 
     Args:
         t: times, shape ``(...,)``.
         dim: embedding width (even).
-        max_period: longest period, in units of ``t / max_period``-scaled frequencies.
+        max_period: highest angular frequency (radians per unit ``t``); the frequencies run
+            geometrically from ``max_period`` down to 1. Keep it small (tens) when the
+            features feed an ODE integrated with fixed steps in ``t``.
 
     Returns:
         Array of shape ``(..., dim)``: ``[sin(t f_k), cos(t f_k)]`` with geometric frequencies.
@@ -61,3 +63,24 @@ def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 1000.0) -> 
     freqs = jnp.exp(-math.log(max_period) * jnp.arange(half) / max(half - 1, 1)) * max_period
     angles = jnp.asarray(t)[..., None] * freqs
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation function called ``name`` in :mod:`jax.nn` (hashable configs store names).
+
+    >>> activation("silu") is jax.nn.silu
+    True
+    """
+    fn = getattr(jax.nn, name, None)
+    if not callable(fn):
+        raise ValueError(f"unknown activation {name!r}; use a jax.nn function name such as 'silu'")
+    return fn
+
+
+def count_params(params) -> int:
+    """Number of scalar parameters in a pytree (all leaves).
+
+    >>> count_params({"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)})
+    16
+    """
+    return int(sum(leaf.size for leaf in jax.tree.leaves(params)))

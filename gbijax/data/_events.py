@@ -66,13 +66,18 @@ def make_events(features, label=None, weight=None, *, name: str = "events") -> E
     return Events(features, label, weight)
 
 
-def check_finite(features: np.ndarray, *, name: str = "events") -> None:
-    """Raise a ValueError naming the rows and columns that hold NaN or inf."""
+def check_finite(features: np.ndarray, *, name: str = "events", columns=None) -> None:
+    """Raise a ValueError naming the rows and columns that hold NaN or inf.
+
+    ``columns`` names the columns of ``features``; by default :data:`FEATURE_NAMES` for five
+    columns and the column numbers otherwise.
+    """
     bad = ~np.isfinite(features)
     if bad.any():
+        if columns is None and features.shape[1] == len(FEATURE_NAMES):
+            columns = FEATURE_NAMES
         rows = np.flatnonzero(bad.any(axis=1))
-        cols = [FEATURE_NAMES[c] if features.shape[1] == len(FEATURE_NAMES) else str(c)
-                for c in np.flatnonzero(bad.any(axis=0))]
+        cols = [str(c) if columns is None else columns[c] for c in np.flatnonzero(bad.any(axis=0))]
         shown = ", ".join(map(str, rows[:10])) + (", ..." if rows.size > 10 else "")
         raise ValueError(
             f"{name}: {rows.size} row(s) contain NaN or inf (columns {', '.join(cols)}; "

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from gbijax.data._events import BACKGROUND, SIGNAL, UNKNOWN, Events, make_events
+from gbijax.data._events import BACKGROUND, SIGNAL, UNKNOWN, Events, check_finite, make_events
 
 LHCO_FEATURE_COLUMNS = (
     "pxj1", "pyj1", "pzj1", "mj1", "tau1j1", "tau2j1", "tau3j1",
@@ -93,11 +93,33 @@ def read_pandas_fixed(path, key: str | None = None, columns=None) -> dict[str, n
         return out
 
 
+def _check_columns(cols: dict[str, np.ndarray], name: str) -> None:
+    """Raise a ValueError naming the raw columns and rows that hold NaN or inf."""
+    names = list(cols)
+    check_finite(np.stack([np.asarray(cols[c], np.float64) for c in names], 1), name=name, columns=names)
+
+
+def _labels(values, name: str) -> np.ndarray:
+    """Truth labels stored as numbers: they must be exactly 0 or 1."""
+    values = np.asarray(values)
+    if not np.isin(values, (0, 1)).all():
+        bad = np.flatnonzero(~np.isin(values, (0, 1)))
+        raise ValueError(
+            f"{name}: label column must be 0 (background) or 1 (signal); rows "
+            f"{', '.join(map(str, bad[:10]))}{', ...' if bad.size > 10 else ''} hold {values[bad[0]]!r}, ..."
+        )
+    return values.astype(np.int32)
+
+
 def tau21(tau1, tau2):
-    """``tau2 / tau1``, defined as 0 where ``tau1 == 0`` (degenerate jets)."""
+    """``tau2 / tau1``, defined as 0 where ``tau1 == 0`` (degenerate jets); NaN stays NaN.
+
+    >>> tau21(np.array([0.5, 0.0]), np.array([0.2, 0.1])).tolist()
+    [0.4, 0.0]
+    """
     tau1 = np.asarray(tau1, np.float64)
-    safe = np.where(tau1 > 0, tau1, 1.0)
-    return np.where(tau1 > 0, np.asarray(tau2) / safe, 0.0)
+    zero = tau1 == 0
+    return np.where(zero, 0.0, np.asarray(tau2, np.float64) / np.where(zero, 1.0, tau1))
 
 
 def dijet_features(mjj, m1, m2, tau21_1, tau21_2) -> np.ndarray:
@@ -127,9 +149,10 @@ def read_lhco_features(path) -> Events:
         ) from None
     try:
         label = read_pandas_fixed(path, "df", ["label"])["label"]
-        label = label.astype(np.int32)
     except ValueError:
-        label = np.full(len(cols["mj1"]), UNKNOWN, np.int32)
+        label = None
+    _check_columns(cols if label is None else {**cols, "label": label}, str(path))
+    label = np.full(len(cols["mj1"]), UNKNOWN, np.int32) if label is None else _labels(label, str(path))
     p = {j: np.stack([cols[f"px{j}"], cols[f"py{j}"], cols[f"pz{j}"]], 1) for j in ("j1", "j2")}
     energy = {j: np.sqrt((p[j] ** 2).sum(1) + cols[f"m{j}"] ** 2) for j in p}
     p_sum = p["j1"] + p["j2"]
@@ -225,6 +248,7 @@ def read_clustered(directory) -> Events:
     feats, labels, order = [], [], []
     for chunk, kind, path in files:
         cols = read_pandas_fixed(path, kind, CLUSTERED_COLUMNS)
+        _check_columns(cols, f"{path}:{kind}")
         with h5py.File(path, "r") as h5:
             index = h5[kind]["axis1"][()]
         feats.append(dijet_features(

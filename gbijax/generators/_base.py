@@ -6,6 +6,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+
+__all__ = ["Batch", "Generator", "Params", "as_loss_fn", "context_or_empty"]
 
 Params = Any  # a pytree of arrays
 Batch = tuple[jax.Array, jax.Array]  # (x, context); context has shape (N, C), C may be 0
@@ -31,3 +34,32 @@ class Generator(NamedTuple):
     loss: Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array]
     log_prob: Callable[[Params, jax.Array, jax.Array], jax.Array]
     sample: Callable[[Params, jax.Array, jax.Array], jax.Array]
+
+
+def as_loss_fn(generator: Generator) -> Callable[[Params, jax.Array, dict[str, jax.Array]], jax.Array]:
+    """The generator's loss in the form :func:`gbijax.train.fit` expects.
+
+    The batch is a dict with ``"x"`` (N, D), optional ``"context"`` (N, C) and optional
+    ``"weight"`` (N,) (the trainer applies the weights).
+
+    Args:
+        generator: any :class:`Generator`.
+
+    Returns:
+        ``loss_fn(params, key, batch) -> (N,)`` per-event losses.
+    """
+
+    def loss_fn(params: Params, key: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+        x = batch["x"]
+        return generator.loss(params, key, x, context_or_empty(batch.get("context"), x.shape[0]))
+
+    return loss_fn
+
+
+def context_or_empty(context: jax.Array | None, n: int) -> jax.Array:
+    """``context`` itself, or an empty ``(n, 0)`` context for unconditional models when None."""
+    if context is None:
+        return jnp.zeros((n, 0))
+    if context.ndim != 2 or context.shape[0] != n:
+        raise ValueError(f"context must have shape ({n}, C), got {context.shape}")
+    return context

@@ -118,16 +118,19 @@ def fit_dijet_function(
     return DijetFit(*map(float, params))
 
 
-def mass_density_from_fit(fit: DijetFit, sr: tuple[float, float] = (3.3, 3.7), bins: int = 200) -> MassDensity:
+def mass_density_from_fit(
+    fit: DijetFit, sr: tuple[float, float] = (3.3, 3.7), bins: int = 200
+) -> MassDensity:
     """The fitted dijet function normalised on the signal region, as a fine histogram."""
     edges = np.linspace(sr[0], sr[1], bins + 1)
     with jax.enable_x64(True):
-        t, w = _quadrature(sr[0], sr[1], 20 * bins + 1)
+        t = np.linspace(sr[0], sr[1], 20 * bins + 1)
         f = np.exp(np.asarray(fit.log_f(jnp.asarray(t))))
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(t))])
     bin_cdf = np.interp(edges, t, cdf)
     mass = np.diff(bin_cdf) / bin_cdf[-1]
-    return MassDensity(jnp.asarray(edges, jnp.float32), jnp.asarray(np.log(mass / np.diff(edges)), jnp.float32))
+    log_density = np.log(mass / np.diff(edges))
+    return MassDensity(jnp.asarray(edges, jnp.float32), jnp.asarray(log_density, jnp.float32))
 
 
 def mass_density_from_samples(
