@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MLP", "activation", "count_params", "sinusoidal_embedding"]
+__all__ = ["MLP", "activation", "count_params", "init_like", "sinusoidal_embedding"]
 
 
 class MLP(nn.Module):
@@ -84,3 +84,47 @@ def count_params(params) -> int:
     16
     """
     return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
+
+
+def init_like(
+    key: jax.Array,
+    template,
+    scale: Callable[[str], float] | None = None,
+    batch_shape: tuple[int, ...] = (),
+):
+    """Fresh parameters shaped like ``template``, drawn with a single normal draw.
+
+    Kernels (leaves with ``ndim >= 2``; the input axis is the first) get ``N(0, s^2 / fan_in)``
+    (LeCun normal scaled by ``s = scale(path)``), other leaves (biases) start at 0. One draw for
+    the whole pytree compiles much faster than Flax's per-parameter truncated-normal
+    initialisers, which matters for ``vmap``-ed ensembles and stacked layers.
+
+    Args:
+        key: PRNG key.
+        template: pytree of arrays or ``jax.ShapeDtypeStruct`` (e.g. ``jax.eval_shape`` of a
+            Flax ``init``).
+        scale: optional ``scale(path) -> float`` per leaf, ``path`` as ``jax.tree_util.keystr``.
+        batch_shape: leading axes prepended to every leaf (stacked layers or members).
+
+    Returns:
+        A pytree like ``template`` with leaves of shape ``batch_shape + leaf.shape``.
+
+    >>> template = {"kernel": jnp.zeros((4, 3)), "bias": jnp.zeros(3)}
+    >>> p = init_like(jax.random.key(0), template, batch_shape=(2,))
+    >>> p["kernel"].shape, float(jnp.abs(p["bias"]).max())
+    ((2, 4, 3), 0.0)
+    """
+    paths, tree = jax.tree_util.tree_flatten_with_path(template)
+    sizes = [math.prod(leaf.shape) if len(leaf.shape) >= 2 else 0 for _, leaf in paths]
+    noise = jax.random.normal(key, (*batch_shape, max(sum(sizes), 1)))
+    out, start = [], 0
+    for (path, leaf), size in zip(paths, sizes, strict=True):
+        shape = (*batch_shape, *leaf.shape)
+        if size == 0:
+            out.append(jnp.zeros(shape, leaf.dtype))
+            continue
+        s = 1.0 if scale is None else scale(jax.tree_util.keystr(path))
+        block = noise[..., start : start + size].reshape(shape) * (s / math.sqrt(leaf.shape[0]))
+        out.append(block.astype(leaf.dtype))
+        start += size
+    return jax.tree.unflatten(tree, out)

@@ -46,6 +46,7 @@ def _rank_within(u, group):
     return jnp.argsort(jnp.argsort(keyed))
 
 
+@jax.jit
 def injection_mask(key, pool_in_sr, n_sr, n_sb):
     """Choose ``n_sr`` pool events inside and ``n_sb`` outside the signal region at random.
 
@@ -60,6 +61,7 @@ def injection_mask(key, pool_in_sr, n_sr, n_sb):
     Returns:
         ``(P,)`` bool mask with exactly ``n_sr`` true inside and ``n_sb`` true outside (when
         available; the checked entry point :func:`inject_signal` refuses larger requests).
+        With one key the masks are nested: a larger count keeps every event of a smaller one.
     """
     u = jax.random.uniform(key, pool_in_sr.shape)
     rank_sr = _rank_within(u, pool_in_sr)

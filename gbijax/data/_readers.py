@@ -44,7 +44,11 @@ def read_pandas_fixed(path, key: str | None = None, columns=None) -> dict[str, n
         columns: names to read; ``None`` reads all. Missing names raise.
 
     Returns:
-        ``{column name: (N,) array}``.
+        ``{column name: (N,) array}`` in the order of ``columns`` (block by block by default).
+
+    Raises:
+        ValueError: not HDF5, no such table, not a pandas table, missing columns, or data
+            compressed with a filter h5py lacks (the organisers' files use blosc).
     """
     path = Path(path)
     if not path.is_file():
@@ -90,7 +94,7 @@ def read_pandas_fixed(path, key: str | None = None, columns=None) -> dict[str, n
             for c in wanted:
                 if where[c][0] == b:
                     out[c] = values[:, where[c][1]]
-        return out
+        return {c: out[c] for c in wanted}
 
 
 def _check_columns(cols: dict[str, np.ndarray], name: str) -> None:

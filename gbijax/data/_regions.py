@@ -12,6 +12,7 @@ from gbijax.data._events import Events, select
 class SignalRegion(NamedTuple):
     """The signal-region window ``lo < mjj < hi`` in TeV; everything else is sideband.
 
+    >>> import jax.numpy as jnp
     >>> SignalRegion().contains(jnp.array([3.0, 3.5, 3.7]))
     Array([False,  True, False], dtype=bool)
     """

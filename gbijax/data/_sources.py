@@ -77,21 +77,26 @@ def parse_source(spec: str) -> tuple[str, str]:
 
 def parse_toy_options(arg: str) -> ToyOptions:
     """Parse ``"n_background=200000,seed=3"`` into :class:`ToyOptions`."""
-    fields = {f.name: f.type for f in dataclasses.fields(ToyOptions)}
+    # the field types, from the defaults (robust to string annotations)
+    fields = {f.name: type(f.default) for f in dataclasses.fields(ToyOptions)}
     values = {}
     for item in filter(None, arg.split(",")):
-        name, sep, value = item.partition("=")
+        name, sep, value = item.strip().partition("=")
         if not sep or name not in fields:
             raise ValueError(f"bad toy option {item!r}: expected key=value with key in {', '.join(fields)}")
-        cast = float if fields[name] == "float" else int
+        cast = fields[name]
         try:
             values[name] = cast(value)
         except ValueError:
-            raise ValueError(f"toy option {name} must be a {fields[name]}, got {value!r}") from None
+            kind = "a number" if cast is float else "an integer"
+            raise ValueError(f"toy option {name} must be {kind}, got {value!r}") from None
     options = ToyOptions(**values)
     for name in ("n_background", "n_signal", "n_extra_signal", "n_extra_background"):
         if getattr(options, name) < 0:
             raise ValueError(f"toy option {name} must be >= 0")
+    for name in ("m_x", "m_y"):
+        if not (np.isfinite(getattr(options, name)) and getattr(options, name) > 0):
+            raise ValueError(f"toy option {name} (a daughter mass in TeV) must be > 0")
     return options
 
 
@@ -130,7 +135,7 @@ def load_source(spec: str, region: SignalRegion = DEFAULT_SR) -> Dataset:
     """
     kind, arg = parse_source(spec)
     if kind == "toy":
-        return load_toy(parse_toy_options(arg), region)
+        return dataclasses.replace(load_toy(parse_toy_options(arg), region), source=spec)
     path = Path(arg).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{kind}: no such {'file' if kind == 'lhco' else 'directory'}: {path}")

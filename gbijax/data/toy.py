@@ -31,6 +31,8 @@ renormalised on ``lo < mjj < hi`` (for example the signal region).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from typing import NamedTuple
 
@@ -75,10 +77,10 @@ _BKG_CORR = (
 
 SIGNAL_MJJ_MEAN = 3.5
 SIGNAL_MJJ_WIDTH = 0.175  # about 75% of the signal lands in 3.3-3.7 TeV, as in LHCO
-_SIG_LOG_MASS_STD = 0.10  # relative jet-mass resolution
+_SIG_LOG_MASS_STD = 0.15  # relative jet-mass resolution
 _SIG_TAU_LOGIT_AT_REF = math.log(0.25 / 0.75)  # tau21 of a 250 GeV two-prong jet
 _SIG_TAU_SLOPE = -0.45  # d logit(tau21) / d log(m_jet)
-_SIG_TAU_STD = 0.55
+_SIG_TAU_STD = 0.70
 
 MASS_GRID = tuple(round(0.05 * i, 2) for i in range(1, 13))
 """The (m_x, m_y) grid of the parametric signal family, 50-600 GeV in 50 GeV steps (TeV)."""
@@ -93,6 +95,54 @@ class SignalParams(NamedTuple):
 
 DEFAULT_SIGNAL = SignalParams()
 """The LHCO R&D benchmark point: m_x = 500 GeV, m_y = 100 GeV."""
+
+
+def _static_region(region):
+    """``region`` as a hashable ``(lo, hi)`` tuple of floats (or ``None``), for ``jit``."""
+    if region is None:
+        return None
+    lo, hi = region
+    return float(lo), float(hi)
+
+
+def _bucket(n: int) -> int:
+    """A sample size rounded up to a power of two, at least 1024."""
+    return max(1024, 1 << (n - 1).bit_length())
+
+
+def _compiled(*static_argnames):
+    """``jax.jit`` the function, with ``region`` and ``n`` static and made hashable.
+
+    Eager JAX compiles every primitive again for every new array shape, which made the toy's
+    functions take seconds per call; compiled, a new shape costs one compilation. Samplers
+    draw a power-of-two number of events (:func:`_bucket`) and return the first ``n``, so they
+    compile once per size bucket rather than once per ``n``; JAX's counter-based threefry
+    draws are prefix-consistent, so the first ``n`` events are the ones a draw of exactly
+    ``n`` gives. Inside a caller's ``jit``/``vmap``/``grad`` the inner ``jit`` is inlined.
+    """
+
+    def decorate(fn):
+        jitted = jax.jit(fn, static_argnames=static_argnames)
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            arguments = bound.arguments
+            if "region" in arguments:
+                arguments["region"] = _static_region(arguments["region"])
+            if "n" not in arguments:
+                return jitted(**arguments)
+            n = arguments["n"] = int(arguments["n"])
+            if n < 0:
+                raise ValueError(f"number of events must be >= 0, got {n}")
+            arguments["n"] = _bucket(n)
+            return jax.tree.map(lambda a: a[:n], jitted(**arguments))
+
+        return wrapper
+
+    return decorate
 
 
 def _bounds(region):
@@ -125,6 +175,7 @@ def _in_range(m, lo, hi):
     return (m > lo) & (m < hi)
 
 
+@_compiled("region")
 def background_mjj_log_prob(m, region=None):
     """``log p_B(mjj)``: the power law normalised on the toy range or on ``region``."""
     lo, hi = _bounds(region)
@@ -160,6 +211,7 @@ def _bkg_mean(m):
     return jnp.asarray(_BKG_MEAN) + jnp.asarray(_BKG_SLOPE) * jnp.log(m / M_REF)[..., None]
 
 
+@_compiled()
 def background_features_log_prob(features, m):
     """``log p_B(x | mjj)`` of the four substructure features given the dijet mass.
 
@@ -175,6 +227,7 @@ def background_features_log_prob(features, m):
     return jnp.where(ok, -0.5 * jnp.sum(white**2, -1) - log_norm + log_jac, -jnp.inf)
 
 
+@_compiled("region")
 def background_log_prob(x, region=None):
     """``log p_B(mjj, x)`` of ``(N, 5)`` events, mjj density normalised on ``region``.
 
@@ -183,6 +236,7 @@ def background_log_prob(x, region=None):
     return background_mjj_log_prob(x[:, 0], region) + background_features_log_prob(x[:, 1:], x[:, 0])
 
 
+@_compiled("n", "region")
 def background_sample(key, n: int, region=None):
     """``(n, 5)`` background events with mjj drawn on ``region`` (default: the full range)."""
     lo, hi = _bounds(region)
@@ -227,6 +281,7 @@ def _signal_features_log_prob(features, params: SignalParams):
     return jnp.where(ok, jnp.logaddexp(x_light, x_heavy), -jnp.inf)
 
 
+@_compiled("region")
 def signal_log_prob(x, params: SignalParams = DEFAULT_SIGNAL, region=None):
     """``log p_S(mjj, x | theta)`` of ``(N, 5)`` events, mjj density normalised on ``region``.
 
@@ -235,6 +290,7 @@ def signal_log_prob(x, params: SignalParams = DEFAULT_SIGNAL, region=None):
     return _signal_mjj_log_prob(x[:, 0], region) + _signal_features_log_prob(x[:, 1:], params)
 
 
+@_compiled("n", "region")
 def signal_sample(key, n: int, params: SignalParams = DEFAULT_SIGNAL, region=None):
     """``(n, 5)`` signal events for ``theta = params``, mjj drawn on ``region``."""
     lo, hi = _bounds(region)
@@ -253,6 +309,7 @@ def signal_sample(key, n: int, params: SignalParams = DEFAULT_SIGNAL, region=Non
     return jnp.stack([m, mj_min, mj_max - mj_min, pick(tau, light), pick(tau, heavy)], -1)
 
 
+@_compiled("region")
 def mixture_log_prob(x, mu, params: SignalParams = DEFAULT_SIGNAL, region=None):
     """``log(mu p_S(x | theta) + (1 - mu) p_B(x))`` with both densities normalised on ``region``.
 
@@ -263,6 +320,7 @@ def mixture_log_prob(x, mu, params: SignalParams = DEFAULT_SIGNAL, region=None):
                      b=jnp.stack([jnp.full_like(log_s, mu), jnp.full_like(log_b, 1.0 - mu)]))  # fmt: skip
 
 
+@_compiled("n", "region")
 def mixture_sample(key, n: int, mu, params: SignalParams = DEFAULT_SIGNAL, region=None):
     """``n`` events from the mixture; also returns the truth labels (1 = signal).
 
