@@ -8,6 +8,14 @@ from gbijax.inference._oracle import (
     oracle_joint_fit,
     oracle_log_ratio,
 )
+from gbijax.inference._ranode import (
+    RanodeConfig,
+    RanodeResult,
+    fit_ranode,
+    ranode_signal_log_prob,
+    sample_signal_model,
+    signal_coordinates,
+)
 from gbijax.inference._stats import (
     CL68,
     CL95,
@@ -38,4 +46,6 @@ __all__ = [
     "fit_mixture", "maximize_mixture", "mixture_asimov_discovery", "mixture_interval",
     "mixture_log_likelihood", "oracle_fit", "oracle_joint_fit", "oracle_log_ratio", "poisson_weights",
     "profile_scan", "scan_log_likelihood", "wilks_threshold",
+    "RanodeConfig", "RanodeResult", "fit_ranode", "ranode_signal_log_prob", "sample_signal_model",
+    "signal_coordinates",
 ]  # fmt: skip
