@@ -88,7 +88,10 @@ def analysis_samples(source: str | Dataset, region: SignalRegion = DEFAULT_SR) -
     if not (in_sr & bkg).any():
         raise ValueError(f"{dataset.source}: empty signal region ({region.lo}-{region.hi} TeV)")
     extra = dataset.samples.get("extra_signal")
-    pool = extra.features[np.asarray(region.contains(extra.mjj))] if extra is not None else data.features[in_sr & sig]
+    if extra is not None:
+        pool = extra.features[np.asarray(region.contains(extra.mjj))]
+    else:
+        pool = data.features[in_sr & sig]
     if len(pool) == 0:
         raise ValueError(f"{dataset.source}: no signal-region signal events to inject")
     sideband = data.features[~in_sr & bkg]
