@@ -80,7 +80,8 @@ def main(argv=None):
         cfg = base._replace(w_grid=tuple(np.logspace(-5, -1, m).tolist()), n_seeds=1)
         run = _runner(cfg, data, train_idx, val_idx)
         t = timed(lambda run=run: run(jax.random.key(2)), args.repeats)
-        rows.append({"mode": "vmapped", "flows": m, **t, "s_per_flow_epoch": t["median_s"] / (m * args.epochs)})
+        per_flow_epoch = t["median_s"] / (m * args.epochs)
+        rows.append({"mode": "vmapped", "flows": m, **t, "s_per_flow_epoch": per_flow_epoch})
         print(rows[-1], flush=True)
 
     one = base._replace(w_grid=(1e-3,), n_seeds=1)
