@@ -491,6 +491,7 @@ def _root(f: Callable[[jax.Array], tuple[jax.Array, jax.Array]], lo, hi, x0, n_i
         return i + jnp.where(done, n_iter, 1), a, b, x_new, jnp.abs(x_new - x), best, f_best
 
     width = jnp.abs(hi - lo)
+    x0 = jnp.where(jnp.isfinite(x0), x0, _midpoint(lo, hi))  # e.g. inf / inf for an overflowing ratio
     x0 = jnp.clip(x0, jnp.minimum(lo, hi), jnp.maximum(lo, hi))
     init = (0, lo, hi, x0, 2 * jnp.abs(hi - lo), x0, jnp.full_like(x0, jnp.inf))
     return jax.lax.while_loop(lambda c: c[0] < n_iter, step, init)[5]
