@@ -27,6 +27,7 @@ from gbijax.data._readers import (
     read_cathode,
     read_clustered,
     read_lhco_features,
+    read_lhco_parametric_signal,
     read_pandas_fixed,
 )
 from gbijax.data._regions import (
@@ -51,6 +52,6 @@ __all__ = [
     "check_finite", "concatenate", "fit_preprocessing", "fold_masks", "forward", "in_range",
     "inject_signal", "injection_mask", "inverse", "kfold_assignment", "load_source", "load_toy",
     "make_events", "parse_source", "preprocess", "read_cathode", "read_clustered",
-    "read_lhco_features", "read_pandas_fixed", "select", "sideband_mask", "signal_count_for_mu",
-    "signal_region_mask", "split_regions", "summarize", "toy",
+    "read_lhco_features", "read_lhco_parametric_signal", "read_pandas_fixed", "select", "sideband_mask",
+    "signal_count_for_mu", "signal_region_mask", "split_regions", "summarize", "toy",
 ]  # fmt: skip

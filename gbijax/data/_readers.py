@@ -269,3 +269,50 @@ def read_clustered(directory) -> Events:
     return make_events(
         np.concatenate(feats)[perm], np.concatenate(labels)[perm], name=f"clustered:{directory}"
     )
+
+
+LHCO_PARAMETRIC_MASS_COLUMNS = ("mx", "my")
+
+
+def read_lhco_parametric_signal(path, key: str | None = None) -> tuple[Events, np.ndarray]:
+    """Read the official LHCO parametric-signal HDF5 (``events_anomalydetection_Z_XY_qq_parametric.h5``).
+
+    The file is a pandas "fixed"-format table (its only group unless ``key`` names one) with the
+    jet columns of the features file (``pxj1 ... tau3j2``, GeV) plus the signal masses ``mx`` and
+    ``my`` (GeV) each event was simulated at. The five standard columns are built as in
+    :func:`read_lhco_features` (``mjj`` from the four-vectors, jets ordered by mass,
+    ``tau21 = tau2 / tau1`` with ``tau1 = 0`` mapped to 0); every event is labelled signal.
+
+    Returns:
+        ``(events, masses)``: :class:`~gbijax.data.Events` in TeV and ``(N, 2)`` ``(m_x, m_y)``
+        in TeV, row for row (select a mass point with ``np.all(masses == (0.5, 0.1), axis=1)``).
+
+    Raises:
+        ValueError: not a pandas table, or missing jet or mass columns (named), or NaN/inf values.
+    """
+    try:
+        cols = read_pandas_fixed(path, key, LHCO_FEATURE_COLUMNS + LHCO_PARAMETRIC_MASS_COLUMNS)
+    except ValueError as err:
+        raise ValueError(
+            f"not an LHCO parametric signal file: {err}. Expected the layout of "
+            "events_anomalydetection_Z_XY_qq_parametric.h5 (columns pxj1 ... tau3j2, mx, my in GeV)"
+        ) from None
+    _check_columns(cols, str(path))
+    features = _features_from_jets(cols)
+    masses = np.stack([cols["mx"], cols["my"]], 1).astype(np.float64) / GEV_PER_TEV
+    return make_events(features, np.full(len(features), SIGNAL, np.int32), name=str(path)), masses
+
+
+def _features_from_jets(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """The five standard columns (TeV) from the LHCO jet columns (GeV), as :func:`read_lhco_features`."""
+    p = {j: np.stack([cols[f"p{c}{j}"] for c in "xyz"], 1).astype(np.float64) for j in ("j1", "j2")}
+    energy = {j: np.sqrt((p[j] ** 2).sum(1) + np.asarray(cols[f"m{j}"], np.float64) ** 2) for j in p}
+    p_sum = p["j1"] + p["j2"]
+    mjj = np.sqrt(np.clip((energy["j1"] + energy["j2"]) ** 2 - (p_sum**2).sum(1), 0.0, None))
+    return dijet_features(
+        mjj / GEV_PER_TEV,
+        np.asarray(cols["mj1"], np.float64) / GEV_PER_TEV,
+        np.asarray(cols["mj2"], np.float64) / GEV_PER_TEV,
+        tau21(cols["tau1j1"], cols["tau2j1"]),
+        tau21(cols["tau1j2"], cols["tau2j2"]),
+    )

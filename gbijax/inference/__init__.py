@@ -49,3 +49,64 @@ __all__ = [
     "RanodeConfig", "RanodeResult", "fit_ranode", "ranode_signal_log_prob", "sample_signal_model",
     "signal_coordinates",
 ]  # fmt: skip
+
+from gbijax.inference._measure import (  # noqa: E402
+    METHODS,
+    Measurements,
+    compare_to_oracle,
+    measure,
+    measure_oracle,
+    measure_ranode,
+    ranode_inputs,
+    realisation_keys,
+    summarize_measurements,
+)
+
+__all__ += [
+    "METHODS", "Measurements", "compare_to_oracle", "measure", "measure_oracle", "measure_ranode",
+    "ranode_inputs", "realisation_keys", "summarize_measurements",
+]  # fmt: skip
+
+from gbijax.inference._paws import (  # noqa: E402
+    ClassifierRatio,
+    GlobalSignificance,
+    Landscape,
+    LogRatioFn,
+    ParametricSample,
+    PawsBootstrap,
+    PawsConfig,
+    PawsFit,
+    StartFits,
+    ToyRatioData,
+    bootstrap_paws,
+    classifier_log_ratio,
+    fit_paws,
+    fit_starts,
+    global_significance,
+    kappa_from_background,
+    kappa_from_counts,
+    landscape_intervals,
+    landscape_region,
+    mass_grid_points,
+    mixing_fractions,
+    mu_alpha_landscape,
+    parametric_inputs,
+    parametric_logit,
+    parametric_training_set,
+    paws_landscape,
+    paws_log_likelihood,
+    toy_log_ratio,
+    toy_ratio_data,
+    toy_signal_grid,
+    train_parametric_classifier,
+)
+
+__all__ += [
+    "ClassifierRatio", "GlobalSignificance", "Landscape", "LogRatioFn", "ParametricSample", "PawsBootstrap",
+    "PawsConfig", "PawsFit", "StartFits", "ToyRatioData", "bootstrap_paws", "classifier_log_ratio",
+    "fit_paws", "fit_starts", "global_significance", "kappa_from_background", "kappa_from_counts",
+    "landscape_intervals", "landscape_region", "mass_grid_points", "mixing_fractions", "mu_alpha_landscape",
+    "parametric_inputs", "parametric_logit", "parametric_training_set", "paws_landscape",
+    "paws_log_likelihood", "toy_log_ratio", "toy_ratio_data", "toy_signal_grid",
+    "train_parametric_classifier",
+]  # fmt: skip

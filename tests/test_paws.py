@@ -1,0 +1,281 @@
+"""PAWS-GBI against exact answers: the toy's true ratio as a perfect classifier, Gaussian models, kappa."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.stats import norm
+from scipy.stats import spearmanr
+
+from gbijax.classifiers import ClassifierConfig, TrainConfig
+from gbijax.data import DEFAULT_SR, read_lhco_features, read_lhco_parametric_signal, toy
+from gbijax.data._readers import LHCO_FEATURE_COLUMNS
+from gbijax.inference import (
+    ClassifierRatio,
+    PawsConfig,
+    bootstrap_paws,
+    classifier_log_ratio,
+    fisher_uncertainty,
+    fit_paws,
+    fit_starts,
+    global_significance,
+    kappa_from_background,
+    kappa_from_counts,
+    landscape_intervals,
+    landscape_region,
+    mass_grid_points,
+    mu_alpha_landscape,
+    parametric_training_set,
+    paws_landscape,
+    paws_log_likelihood,
+    toy_log_ratio,
+    toy_ratio_data,
+    toy_signal_grid,
+    train_parametric_classifier,
+)
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+# A cheap exact model: background uniform on the unit square, signal Gaussian around (m_x, m_y), in two
+# decay modes of different widths (the mode fractions alpha, 1 - alpha).
+NARROW, WIDE, TRUTH = 0.03, 0.08, (0.4, 0.2)
+
+
+def _gauss(width):
+    def log_ratio(x, theta):  # log N(x0; m_x, s) + log N(x1; m_y, s) - log 1
+        return jnp.sum(norm.logpdf(x, theta, width), -1)
+
+    return log_ratio
+
+
+narrow, wide = _gauss(NARROW), _gauss(WIDE)
+MODES = (narrow, wide)
+GAUSS = PawsConfig(n_starts=4, n_steps=60, grid_points=4, n_profile=5, polish_steps=10, ordered=False)
+
+
+def _gauss_data(key, n, n_signal, widths=(NARROW, WIDE)):
+    """``n`` events on the unit square, the first ``n_signal`` of them signal split over the widths."""
+    k_b, k_s = jax.random.split(key)
+    x = jax.random.uniform(k_b, (n, 2), jnp.float64)
+    per = n_signal // len(widths)
+    sig = [jnp.asarray(TRUTH) + w * jax.random.normal(k, (per, 2), jnp.float64)
+           for k, w in zip(jax.random.split(k_s, len(widths)), widths, strict=True)]  # fmt: skip
+    return x.at[: per * len(widths)].set(jnp.concatenate(sig))
+
+
+@pytest.fixture(scope="module")
+def toy_grid():
+    """The toy's signal at 9 mass points (600 events each) and 12,500 signal-region background events."""
+    points = mass_grid_points((0.1, 0.3, 0.5))
+    return points, toy_signal_grid(jax.random.key(0), 600, points), toy.background_sample(
+        jax.random.key(1), 12_500, DEFAULT_SR)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the exact toy ratio
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_toy_fit_recovers_mu_and_masses(x64):
+    """10,000 SR events, 3% signal at (500, 100) GeV: the fit with the exact ratio finds it."""
+    x, _ = toy.mixture_sample(jax.random.key(3), 10_000, 0.03, toy.DEFAULT_SIGNAL, DEFAULT_SR)
+    data = toy_ratio_data(x)
+    exact = toy.signal_log_prob(x, toy.SignalParams(0.3, 0.2), DEFAULT_SR) - data.log_b
+    np.testing.assert_allclose(toy_log_ratio(data, jnp.array([0.3, 0.2])), exact, rtol=1e-12)  # all in the SR
+    config = PawsConfig(n_starts=3, n_steps=60, grid_points=0, n_profile=5, polish_steps=10)
+    fit = fit_paws(toy_log_ratio, data, key=jax.random.key(0), config=config)
+    truth = (0.03, 0.5, 0.1)
+    intervals = (fit.mu_interval, fit.m_x_interval, fit.m_y_interval)
+    for k, (hat, iv) in enumerate(zip(fit.vector, intervals, strict=True)):
+        sigma = 0.5 * float(iv.hi - iv.lo)
+        assert 0 < sigma < 0.2 * truth[k] and float(iv.lo) < float(hat) < float(iv.hi)
+        assert abs(float(hat) - truth[k]) < 3 * sigma, (k, float(hat), sigma)
+        assert 0.5 < sigma / float(fit.std[k]) < 2.0  # profile and Fisher errors agree
+    assert float(fit.params.m_x) >= float(fit.params.m_y) and float(fit.z) > 10
+    assert float(jnp.max(fit.starts.log_likelihood)) <= float(fit.log_likelihood_max) + 1e-9  # the maximum
+    starts = np.array(fit.starts.params)
+    starts[:, 1:] = np.sort(starts[:, 1:], axis=1)[:, ::-1]  # ordered m_x >= m_y
+    top = np.argsort(-np.asarray(fit.starts.log_likelihood))[:3]  # the best 5 of 3 random starts
+    np.testing.assert_allclose(fit.median_best, np.median(starts[top], axis=0), rtol=1e-12)
+
+
+def test_kappa_known_class_balance(x64):
+    """``f = p1 / (p1 + c p0)`` for two Gaussians: ``1 / E_0[f / (1 - f)] = c`` within MC error."""
+    c = 3.0
+    x0 = jax.random.normal(jax.random.key(1), (20_000,), jnp.float64)
+    log_r = norm.logpdf(x0, 0.5) - norm.logpdf(x0)  # log p1 / p0, E_0[r] = 1, E_0[r^2] = e^0.25
+    kappa = float(kappa_from_background(log_r - jnp.log(c)))  # logit f = log(p1 / (c p0))
+    mc_error = c * np.sqrt(np.expm1(0.25) / x0.size)
+    assert abs(kappa - c) < 4 * mc_error
+    weighted = kappa_from_background(log_r - jnp.log(c), weight=jnp.exp(-log_r))  # E_0[w r] / E_0[w] = 1
+    np.testing.assert_allclose(weighted, c * float(jnp.mean(jnp.exp(-log_r))), rtol=1e-12)
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_parametric_training_set_and_count_kappa(toy_grid):
+    points, signal, background = toy_grid
+    assert signal.shape == (9, 600, 5)
+    mj_min = np.median(np.asarray(signal[:, :, 1]), axis=1)
+    np.testing.assert_allclose(mj_min, points.min(1), rtol=0.1)  # the lighter jet at the lighter mass
+    sample = parametric_training_set(jax.random.key(2), signal[:, :500], points, background[:2251])
+    assert float(jnp.sum(sample.y)) == 4500 and sample.x.shape == (4500 + 2251, 5)
+    at = np.all(np.asarray(sample.theta)[None, 4500:] == points[:, None].astype(np.float32), -1).sum(1)
+    assert at.sum() == 2251 and at.max() - at.min() <= 1  # background masses: the grid, equal numbers
+    np.testing.assert_allclose(kappa_from_counts(sample, points, balance=False), at / 500, rtol=1e-6)
+    np.testing.assert_allclose(kappa_from_counts(sample, points, balance=True), at / 2251 * 9, rtol=1e-6)
+
+
+def test_mass_outside_the_trained_grid_is_a_clear_error():
+    x = jnp.zeros((4, 2))
+    match = r"0\.7 TeV is outside the trained mass grid range \[0\.05, 0\.6\] TeV"
+    with pytest.raises(ValueError, match=match):
+        fit_paws(narrow, x, starts=[[0.3, 0.2], [0.7, 0.2]])
+    with pytest.raises(ValueError, match=match):
+        fit_starts(narrow, x, [[0.3, 0.7]])
+    with pytest.raises(ValueError, match=match):
+        paws_log_likelihood(narrow, x, 0.1, 0.7, 0.2)
+    with pytest.raises(ValueError, match=r"0\.01 TeV is outside"):
+        paws_landscape(narrow, x, jnp.linspace(0.01, 0.5, 5), jnp.linspace(0.1, 0.5, 5))
+    with pytest.raises(ValueError, match=match):
+        global_significance(jax.random.key(0), narrow, x, x, points=[[0.7, 0.1]])
+    with pytest.raises(ValueError, match=r"outside the trained mass grid range \[0\.1, 0\.3\]"):
+        fit_paws(narrow, x, starts=[[0.4, 0.2]], config=PawsConfig(mass_bounds=(0.1, 0.3)))
+
+
+# ----------------------------------------------------------------------------- Gaussian models
+
+
+@pytest.fixture(scope="module")
+def gauss_fit():
+    """4000 events, 5% narrow signal at (0.4, 0.2), fitted with the one-mode model."""
+    with jax.enable_x64(True):
+        x = _gauss_data(jax.random.key(5), 4000, 200, widths=(NARROW,))
+        return x, fit_paws(narrow, x, key=jax.random.key(1), config=GAUSS)
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_gauss_fit_matches_landscape_and_fisher(x64, gauss_fit):
+    x, fit = gauss_fit
+    assert fit.alpha.shape == (0,) and fit.covariance.shape == (3, 3) and fit.landscape.mu_hat.shape == (4, 4)
+    for hat, iv, sd, truth in zip(fit.vector, (fit.mu_interval, fit.m_x_interval, fit.m_y_interval), fit.std,
+                                  (0.05, *TRUTH), strict=True):  # fmt: skip
+        assert abs(float(hat) - truth) < 3 * float(sd) and float(iv.lo) < float(hat) < float(iv.hi)
+        np.testing.assert_allclose(0.5 * float(iv.hi - iv.lo), float(sd), rtol=0.2)  # near-Gaussian
+    ideal = NARROW / np.sqrt(200)  # the mean of 200 signal events; the background blurs it a little
+    assert np.all((fit.std[1:] > ideal) & (fit.std[1:] < 1.5 * ideal))
+    nll = lambda p: -paws_log_likelihood(narrow, x, p[0], p[1], p[2], mass_bounds=(0.0, 1.0))
+    np.testing.assert_allclose(fit.covariance, fisher_uncertainty(nll, fit.vector).covariance, rtol=1e-5)
+    # a fine landscape around the fit peaks at the fit and never exceeds it
+    steps = 0.5 * jnp.arange(-4, 5)
+    m_x, m_y = (float(m) + float(s) * steps for m, s in zip(fit.params, fit.std[1:], strict=True))
+    land = paws_landscape(narrow, x, m_x, m_y, config=GAUSS)
+    assert float(jnp.max(land.log_likelihood)) <= float(fit.log_likelihood_max) + 1e-9
+    assert int(jnp.argmax(land.log_likelihood)) == 4 * 9 + 4
+    np.testing.assert_allclose(land.log_likelihood[4, 4], fit.log_likelihood_max, rtol=1e-9)
+    np.testing.assert_allclose(land.mu_hat[4, 4], fit.mu_hat, rtol=1e-6)
+    iv_x, iv_y = landscape_intervals(land)  # the other mass profiled on the grid: as the fit's profiles
+    for iv, fit_iv in ((iv_x, fit.m_x_interval), (iv_y, fit.m_y_interval)):
+        np.testing.assert_allclose([iv.lo, iv.hi], [fit_iv.lo, fit_iv.hi], atol=0.1 * float(fit.std[1]))
+    region = landscape_region(land, log_likelihood_max=fit.log_likelihood_max)  # 2.30: within ~1.5 sigma
+    assert bool(region[4, 4]) and bool(region[2, 4]) and not bool(region[0, 4]) and not bool(region[4, 8])
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_vmapped_multistart_equals_sequential_fits_two_modes(x64):
+    """Half the signal narrow, half wide (alpha = 1/2): starts fitted together equal starts fitted alone."""
+    x = _gauss_data(jax.random.key(11), 4000, 400, widths=(NARROW, WIDE))
+    starts = jnp.array([[0.3, 0.3, 0.5], [0.45, 0.15, 0.2], [0.1, 0.5, 0.8], [0.55, 0.55, 0.5]])
+    config = GAUSS._replace(n_steps=80)
+    together = fit_starts(MODES, (x, x), starts, config=config)
+    assert together.params.shape == (4, 4)
+    for i in range(starts.shape[0]):
+        alone = fit_starts(MODES, (x, x), starts[i : i + 1], config=config)
+        np.testing.assert_allclose(alone.params[0], together.params[i], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(alone.log_likelihood[0], together.log_likelihood[i], rtol=1e-9)
+    best = together.params[jnp.argmax(together.log_likelihood)]
+    assert np.all(np.abs(np.asarray(best) - [0.1, *TRUTH, 0.5]) < [0.03, 0.01, 0.01, 0.2]), best
+    assert float(paws_log_likelihood(MODES, (x, x), *best[:3], best[3:])) == pytest.approx(
+        float(jnp.max(together.log_likelihood)), rel=1e-9)  # fmt: skip
+    mu, alpha = jnp.linspace(0.05, 0.15, 3), jnp.linspace(0.1, 0.9, 5)
+    grid = mu_alpha_landscape(MODES, (x, x), best.at[0].set(0.1).at[3].set(0.5), mu, alpha, config=config)
+    at_center = paws_log_likelihood(MODES, (x, x), 0.1, *best[1:3], 0.5)
+    np.testing.assert_allclose(grid[1, 2], at_center, rtol=1e-9)
+    assert grid.shape == (3, 5) and int(jnp.argmax(grid)) // 5 == 1  # mu = 0.1 beats 0.05 and 0.15
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_bootstrap_spread_matches_fisher(x64, gauss_fit):
+    x, fit = gauss_fit
+    boot = bootstrap_paws(jax.random.key(2), narrow, x, fit, n_replicas=40, steps=8, config=GAUSS)
+    assert boot.params.shape == (40, 3)
+    ratio = np.asarray(boot.std) / np.asarray(fit.std)
+    assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_global_significance_from_toys(x64, gauss_fit):
+    x, _ = gauss_fit
+    background = jax.random.uniform(jax.random.key(7), (4000, 2), jnp.float64)
+    points = mass_grid_points(np.linspace(0.1, 0.6, 6))
+    run = lambda data: global_significance(jax.random.key(3), narrow, data, background, points=points,
+                                           n_toys=30, config=GAUSS)  # fmt: skip
+    obs = run(x)
+    assert float(obs.z_local) > 8 and float(obs.p_global) == 0.0 and obs.toy_q0.shape == (30,)
+    null = run(jax.random.uniform(jax.random.key(8), (4000, 2), jnp.float64))
+    np.testing.assert_array_equal(null.toy_q0, obs.toy_q0)  # the toys depend on the key and background only
+    assert 0.0 < float(null.p_global) <= 1.0 and float(null.z_local) < 4
+    assert float(jnp.median(obs.toy_q0)) > 0.5  # look-elsewhere: the scan's maximum beats one point's
+
+
+# ----------------------------------------------------------------------------- a trained classifier
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_trained_parametric_classifier_finds_the_mass_region(toy_grid):
+    """A tiny classifier on 9 mass points: its ratio tracks the exact one; landscape peaks at the truth."""
+    points, signal, background = toy_grid
+    sample = parametric_training_set(jax.random.key(2), signal[:, :500], points, background[:4500])
+    train = TrainConfig(epochs=20, batch_size=256, learning_rate=3e-3)
+    config = ClassifierConfig(hidden=(32, 32), train=train, n_runs=1, val_fraction=0.2)
+    params, _ = train_parametric_classifier(jax.random.key(3), sample, config)
+    # held-out data: 4000 background events and 100 signal events at (500, 100) GeV (mu = 2.4%)
+    x = jnp.concatenate([background[4500:8500], signal[6, 500:]])
+    assert np.allclose(points[6], [0.5, 0.1])
+    data = ClassifierRatio(x, params, background[8500:])  # kappa = 1 / E_B[f / (1 - f)] on 4000 more
+    fn = classifier_log_ratio(config)
+    learned = np.asarray(fn(data, jnp.array([0.5, 0.1])))
+    exact = np.asarray(toy_log_ratio(x, jnp.array([0.5, 0.1])))
+    assert spearmanr(learned, exact).statistic > 0.8
+    bounds = PawsConfig(mass_bounds=(0.1, 0.5), batch_size=25)
+    land = paws_landscape(fn, data, jnp.linspace(0.1, 0.5, 5), jnp.linspace(0.1, 0.5, 5), config=bounds)
+    i, j = np.unravel_index(int(jnp.argmax(land.log_likelihood)), (5, 5))
+    best = sorted([float(land.m_x[i]), float(land.m_y[j])], reverse=True)
+    assert abs(best[0] - 0.5) <= 0.1 and abs(best[1] - 0.1) <= 0.1
+    assert 0.01 < float(land.mu_hat[i, j]) < 0.05 and float(jnp.max(land.log_likelihood)) > 20
+
+
+# ----------------------------------------------------------------------------- the parametric-signal file
+
+
+def test_read_lhco_parametric_signal(tmp_path, pandas_fixed_writer):
+    jets = np.array([
+        [1000, 0, 0, 100, 0.5, 0.2, 0.1, -1000, 0, 0, 300, 0.4, 0.3, 0.2],
+        [1700, 300, -200, 520, 0.30, 0.06, 0.03, -1650, -280, 900, 95, 0.25, 0.10, 0.07],
+    ], dtype=np.float64)  # fmt: skip
+    masses = np.array([[300.0, 100.0], [500.0, 100.0]])
+    columns = [*LHCO_FEATURE_COLUMNS, "mx", "my"]
+    path = pandas_fixed_writer(tmp_path / "param.h5", "output", [(columns, np.hstack([jets, masses]))])
+    events, m = read_lhco_parametric_signal(path)
+    np.testing.assert_allclose(m, masses / 1000)
+    assert (events.label == 1).all() and events.features.shape == (2, 5)
+    reference = pandas_fixed_writer(tmp_path / "features.h5", "df", [(list(LHCO_FEATURE_COLUMNS), jets)])
+    np.testing.assert_allclose(events.features, read_lhco_features(reference).features, rtol=1e-12)
+    np.testing.assert_allclose(events.features[0, 1:], [0.1, 0.2, 0.4, 0.75], rtol=1e-12)
+    values = np.hstack([jets, masses[:, :1]])
+    missing = pandas_fixed_writer(tmp_path / "no_my.h5", "output", [(columns[:-1], values)])
+    with pytest.raises(ValueError, match="not an LHCO parametric signal file.*lacks column.*my"):
+        read_lhco_parametric_signal(missing)
