@@ -42,17 +42,19 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
 from gbijax.nn import MLP
 from gbijax.train import History, TrainConfig, fit
 
 __all__ = [
-    "DEFAULT", "PAWS_MLP", "REFERENCE",
-    "ClassifierConfig", "ClassifierParams", "ClassifierTask", "KFoldResult", "TrainConfig",
+    "DEFAULT", "PAWS_MLP", "REFERENCE", "TWO_SAMPLE",
+    "ClassifierConfig", "ClassifierParams", "ClassifierTask", "KFoldResult", "TrainConfig", "TwoSampleAUC",
     "average_logits", "balance_weights", "binary_cross_entropy", "cathode", "cwola", "ensemble_logits",
     "fold_assignment", "idealised_ad", "init_classifier", "kfold_predict", "kfold_scores", "kfold_train",
-    "predict", "split_validation", "supervised", "train_classifier", "train_ensemble",
+    "mann_whitney_auc", "predict", "split_validation", "supervised", "train_classifier", "train_ensemble",
+    "two_sample_auc",
 ]  # fmt: skip
 
 Array = jax.Array
@@ -550,3 +552,147 @@ def cathode(
     w_gen = _ones(samples.shape[0], sample_weight)
     w_gen = w_gen * jnp.sum(w_data) / jnp.maximum(jnp.sum(w_gen), 1e-30)
     return _task(data, samples, w_data, w_gen, True, False, data_truth, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Two-sample test
+
+
+TWO_SAMPLE = ClassifierConfig(
+    hidden=(64, 64, 64),
+    train=TrainConfig(epochs=30, batch_size=512, learning_rate=1e-3, patience=6, schedule="cosine"),
+    n_runs=1,
+)
+"""The default classifier of :func:`two_sample_auc`: MLP 3 x 64, up to 30 epochs, one run."""
+
+
+_jit_train_ensemble = jax.jit(train_ensemble, static_argnames="config")
+
+
+class TwoSampleAUC(NamedTuple):
+    """Held-out AUC of a classifier separating two samples (0.5: indistinguishable).
+
+    Attributes:
+        auc: area under the ROC curve on the held-out events (sample ``a`` as class 1).
+        auc_error: its standard error (Hanley & McNeil 1982).
+        n_test: held-out events of ``a`` and of ``b``.
+        n_train: training (incl. validation) events of ``a`` and of ``b``.
+    """
+
+    auc: float
+    auc_error: float
+    n_test: tuple[int, int]
+    n_train: tuple[int, int]
+
+
+def mann_whitney_auc(scores_1, scores_0) -> tuple[float, float]:
+    """AUC ``P(s_1 > s_0) + P(s_1 = s_0) / 2`` by ranks, and its Hanley-McNeil standard error.
+
+    ``AUC = (R_1 - n_1 (n_1 + 1) / 2) / (n_1 n_0)`` with ``R_1`` the sum of the (tie-averaged)
+    ranks of class 1; ``se^2 = [A(1-A) + (n_1-1)(Q_1-A^2) + (n_0-1)(Q_2-A^2)] / (n_1 n_0)`` with
+    ``Q_1 = A/(2-A)``, ``Q_2 = 2A^2/(1+A)``.
+
+    >>> round(mann_whitney_auc([0.9, 0.8, 0.6], [0.7, 0.5, 0.4])[0], 4)
+    0.8889
+    """
+    from scipy.stats import rankdata
+
+    s1, s0 = np.asarray(scores_1, np.float64), np.asarray(scores_0, np.float64)
+    n1, n0 = len(s1), len(s0)
+    ranks = rankdata(np.concatenate([s1, s0]))
+    a = float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / (n1 * n0)
+    return a, float(np.sqrt(max(var, 0.0)))
+
+
+def two_sample_auc(
+    key: Array, a: Array, b: Array, config: ClassifierConfig = TWO_SAMPLE, test_fraction: float = 0.5
+) -> TwoSampleAUC:
+    """Classifier two-sample test: how well can ``a`` (class 1) be told from ``b`` (class 0)?
+
+    A random ``test_fraction`` of each sample is held out; ``config.n_runs`` classifiers
+    (:func:`train_ensemble`, balanced classes, early stopping on a ``val_fraction`` of the rest)
+    learn to separate the remaining events, and the AUC of their combined score
+    (``config.average``) on the held-out events is returned. ``AUC = 0.5`` when the classifier
+    finds no difference (as when ``a`` and ``b`` come from the same density); its standard error
+    under that hypothesis is ``sqrt((n_a + n_b + 1) / (12 n_a n_b))`` for the held-out sizes.
+    Used to judge generated against true background.
+
+    Args:
+        key: PRNG key (split, initialisation, minibatches).
+        a, b: ``(N_a, D)`` and ``(N_b, D)`` samples (e.g. generated and true SR background).
+        config: the classifier (:data:`TWO_SAMPLE` by default).
+        test_fraction: held-out fraction of each sample.
+
+    Returns:
+        :class:`TwoSampleAUC`.
+    """
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    k_a, k_b, k_fit = jax.random.split(key, 3)
+    n_test = [int(round(test_fraction * len(s))) for s in (a, b)]
+    if min(n_test) < 1 or min(len(a), len(b)) - max(n_test) < 1:
+        raise ValueError(f"two_sample_auc needs training and test events; got {len(a)} and {len(b)} events "
+                         f"with test_fraction {test_fraction}")  # fmt: skip
+    perm_a = np.asarray(jax.random.permutation(k_a, len(a)))
+    perm_b = np.asarray(jax.random.permutation(k_b, len(b)))
+    test_a, train_a = a[perm_a[: n_test[0]]], a[perm_a[n_test[0] :]]
+    test_b, train_b = b[perm_b[: n_test[1]]], b[perm_b[n_test[1] :]]
+    x = jnp.asarray(np.concatenate([train_a, train_b]))
+    y = jnp.concatenate([jnp.ones(len(train_a)), jnp.zeros(len(train_b))])
+    params, _ = _jit_train_ensemble(k_fit, x, y, jnp.ones(len(y)), config=config)
+    score = lambda t: average_logits(ensemble_logits(params, jnp.asarray(t), config), config.average)
+    auc, err = mann_whitney_auc(score(test_a), score(test_b))
+    return TwoSampleAUC(auc, err, (len(test_a), len(test_b)), (len(train_a), len(train_b)))
+
+
+# --------------------------------------------------------------------------------------------
+# Scores of every run, in chunks
+
+
+@partial(jax.jit, static_argnames="config")
+def _fold_run_logits(params: ClassifierParams, x: Array, folds: Array, config: ClassifierConfig):
+    logits = jax.vmap(ensemble_logits, (0, None, None))(params, x, config)  # (k, R, n)
+    runs = logits[folds, :, jnp.arange(x.shape[0])].T  # (R, n): event i from its fold's runs
+    return average_logits(runs, config.average, axis=0), runs
+
+
+def kfold_run_scores(
+    params: ClassifierParams, x: Array, folds: Array, config: ClassifierConfig, chunk: int = 8192
+) -> tuple[Array, Array]:
+    """Out-of-fold scores of the ensemble and of each of its runs, computed in chunks of events.
+
+    Event ``i`` is scored by the ``n_runs`` models of fold ``folds[i]``: ``run_logits[r, i]`` is
+    the logit of run ``r`` and ``scores[i]`` their :func:`average_logits` combination (the same
+    as :func:`kfold_predict` for ``folds >= 0``). The per-run logits give the spread between
+    independent trainings; chunking bounds the memory of the hidden activations
+    (``k_folds x n_runs x chunk x width``) on large samples, and padding every chunk to the
+    same size compiles the evaluation once.
+
+    Args:
+        params: stacked ``(k_folds, n_runs)`` params of a :class:`KFoldResult`. For the
+            ``(n_runs,)`` params of :func:`train_ensemble`, add a leading axis of size 1
+            (``jax.tree.map(lambda a: a[None], params)``) and pass ``folds = 0``.
+        x: ``(N, D)`` inputs.
+        folds: ``(N,)`` fold of each event, in ``[0, k_folds)``; draw it at random for events
+            that no model saw (an independent test sample).
+        config: the :class:`ClassifierConfig` of the training.
+        chunk: events per evaluation chunk.
+
+    Returns:
+        ``(scores (N,), run_logits (n_runs, N))``, scores as logits (``config.average``).
+    """
+    import numpy as np
+
+    x = np.asarray(x, np.float32)
+    folds = np.broadcast_to(np.asarray(folds, np.int32), x.shape[:1])
+    n = x.shape[0]
+    size = max(1, min(chunk, n))
+    pad = -n % size
+    xp = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)])
+    fp = np.concatenate([folds, np.zeros(pad, np.int32)])
+    parts = [jax.device_get(_fold_run_logits(params, xp[i : i + size], fp[i : i + size], config))
+             for i in range(0, n + pad, size)]  # fmt: skip
+    scores = np.concatenate([p[0] for p in parts])[:n]
+    runs = np.concatenate([p[1] for p in parts], axis=1)[:, :n]
+    return jnp.asarray(scores), jnp.asarray(runs)

@@ -181,7 +181,8 @@ def mu_scan_figure(curves: dict, n_background: int, path: str | Path, title: str
     ``results.json``) the median ``mu_hat`` over realisations with 68% (16-84%) and 95%
     (2.5-97.5%) bands over realisations, and the median 68% interval as error bars. The
     ``mu = 0`` injection cannot sit on a log axis: its median 95% upper limit is drawn as a
-    dotted line (what "no signal" looks like). The top axis is ``S/sqrt(B) = mu sqrt(B)/(1 - mu)``
+    dotted line (what "no signal" looks like); a fitted ``mu_hat = 0`` sits on the bottom edge.
+    The top axis is ``S/sqrt(B) = mu sqrt(B)/(1 - mu)``
     with ``B = n_background`` signal-region background events.
     """
     fig, ax = plt.subplots(figsize=(6.4, 5.4))
@@ -219,6 +220,10 @@ def mu_scan_figure(curves: dict, n_background: int, path: str | Path, title: str
     to_significance = lambda m: np.asarray(m) * np.sqrt(b) / (1 - np.asarray(m))
     to_mu = lambda s: np.asarray(s) / (np.sqrt(b) + np.asarray(s))
     top = ax.secondary_xaxis("top", functions=(to_significance, to_mu))
+    for axis in (ax.xaxis, ax.yaxis, top.xaxis):  # labels at 1, 2, 5 x 10^k only (minor labels collide)
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     top.set_xlabel(r"$S/\sqrt{B}$" + f"  (B = {int(b):,})")
     ax.legend(frameon=False, fontsize="x-small", loc="upper left")
     if title:

@@ -1,0 +1,255 @@
+"""Measurements over data realisations: one method, many realisations, one vmapped program.
+
+A *measurement* of the signal fraction is ``mu_hat``, its 68% and 95% Wilks intervals and the
+discovery significance ``Z``. :func:`measure` makes it for a stack of ``R`` data realisations
+(fixed-shape ``(R, N, 5)`` signal-region events) with one of :data:`METHODS`:
+
+- ``"oracle"``: the exact-likelihood fit on the analytic toy (:func:`oracle_fit`), the
+  optimality yardstick (toy only).
+- ``"ranode"``: R-ANODE (:func:`fit_ranode`) against a given background log-density, with the
+  events mapped to signal coordinates.
+
+Both vmap over the realisations (R-ANODE in batches of ``batch_size`` realisations through
+``jax.lax.map`` to bound memory). :func:`summarize_measurements` reduces the ``(R,)`` arrays to
+what a study reports: the median and 16/84% (2.5/97.5%) quantiles of ``mu_hat``, median interval
+ends, median ``Z``, the coverage of the true ``mu`` by the intervals with binomial errors, the
+bias, and the no-false-signal fractions (METHODS.md, section 5c). :func:`compare_to_oracle`
+gives the width and significance ratios to the oracle on the same pseudo-experiments.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gbijax.data import DEFAULT_SR, toy
+from gbijax.data._preprocessing import Preprocessing
+from gbijax.inference._oracle import oracle_fit
+from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode
+
+__all__ = ["METHODS", "Measurements", "compare_to_oracle", "measure", "measure_oracle", "measure_ranode",
+           "ranode_inputs", "realisation_keys", "summarize_measurements"]  # fmt: skip
+
+METHODS = ("oracle", "ranode")
+
+
+class Measurements(NamedTuple):
+    """Per-realisation measurements, each an ``(R,)`` array.
+
+    Attributes:
+        mu_hat: fitted signal fraction.
+        lo68, hi68: 68.27% Wilks interval (``-2 Delta log L <= 1``).
+        lo95, hi95: 95% Wilks interval (``-2 Delta log L <= 3.84``).
+        q0, z: discovery test statistic and significance ``sqrt(q0)``.
+        w_fit: R-ANODE learned mode: the signal fraction learned on the training folds (mean over
+            folds and seeds), to compare with the held-out ``mu_hat``; NaN otherwise.
+    """
+
+    mu_hat: jax.Array
+    lo68: jax.Array
+    hi68: jax.Array
+    lo95: jax.Array
+    hi95: jax.Array
+    q0: jax.Array
+    z: jax.Array
+    w_fit: jax.Array
+
+
+def _from_fit(fit, w_fit) -> Measurements:
+    return Measurements(fit.mu_hat, fit.interval_68.lo, fit.interval_68.hi, fit.interval_95.lo,
+                        fit.interval_95.hi, fit.q0, fit.z, w_fit)  # fmt: skip
+
+
+def realisation_keys(key: jax.Array, n: int, start: int = 0) -> jax.Array:
+    """``(n,)`` keys ``fold_in(key, start + r)``: realisation ``r``'s key does not depend on chunking."""
+    return jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(start, start + n))
+
+
+@functools.partial(jax.jit, static_argnames=("region",))
+def measure_oracle(
+    x: jax.Array,
+    weight: jax.Array | None = None,
+    signal: toy.SignalParams = toy.DEFAULT_SIGNAL,
+    region=(DEFAULT_SR.lo, DEFAULT_SR.hi),
+) -> Measurements:
+    """The exact-likelihood oracle (:func:`oracle_fit`, ``mu >= 0``) on ``(R, N, 5)`` toy events.
+
+    Args:
+        x: ``(R, N, 5)`` signal-region events of ``R`` realisations.
+        weight: optional ``(R, N)`` per-event weights.
+        signal: the true signal masses.
+        region: the signal region ``(lo, hi)`` (static).
+    """
+    w = jnp.ones(x.shape[:2], x.dtype) if weight is None else jnp.asarray(weight, x.dtype)
+    fit = jax.vmap(lambda xx, ww: oracle_fit(xx, ww, signal, region))(x, w)
+    return _from_fit(fit, jnp.full(x.shape[:1], jnp.nan, x.dtype))
+
+
+def ranode_inputs(coords: Preprocessing, x: jax.Array, log_pb: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Events in signal coordinates and the background log-density there.
+
+    Args:
+        coords: the 5-column transform of :func:`signal_coordinates`.
+        x: ``(..., N, 5)`` physical events.
+        log_pb: ``(..., N)`` ``log p_B(m, x)`` in physical units.
+
+    Returns:
+        ``(u, log p_B(u) = log p_B(x) - log|du/dx|)`` with the shapes of ``x`` and ``log_pb``.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    flat = x.reshape(-1, x.shape[-2], 5)
+    u, log_det = jax.vmap(lambda xx: _to_coordinates(coords, xx))(flat)
+    return u.reshape(x.shape), jnp.asarray(log_pb, jnp.float32) - log_det.reshape(x.shape[:-1])
+
+
+@functools.partial(jax.jit, static_argnames=("config", "batch_size"))
+def measure_ranode(
+    keys: jax.Array,
+    u: jax.Array,
+    log_pb: jax.Array,
+    weight: jax.Array | None = None,
+    config: RanodeConfig = RanodeConfig(),
+    batch_size: int | None = None,
+) -> Measurements:
+    """R-ANODE (:func:`fit_ranode`) on ``R`` realisations as one program.
+
+    Args:
+        keys: ``(R,)`` PRNG keys, one per realisation (:func:`realisation_keys`).
+        u: ``(R, N, 5)`` events in signal coordinates (:func:`ranode_inputs`).
+        log_pb: ``(R, N)`` background log-density in signal coordinates.
+        weight: optional ``(R, N)`` per-event weights.
+        config: :class:`RanodeConfig` (static).
+        batch_size: realisations per vectorised batch (``jax.lax.map``), ``None``: all at once.
+    """
+    w = jnp.ones(u.shape[:2], jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32)
+
+    def one(args):
+        res = fit_ranode(*args, config)
+        return _from_fit(res, jnp.mean(res.w_learned))
+
+    if batch_size is None:
+        return jax.vmap(one)((keys, u, log_pb, w))
+    return jax.lax.map(one, (keys, u, log_pb, w), batch_size=batch_size)
+
+
+def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessing | None = None,
+            weight=None, config: RanodeConfig = RanodeConfig(), batch_size: int | None = None,
+            signal: toy.SignalParams = toy.DEFAULT_SIGNAL, region=DEFAULT_SR, is_toy: bool = True,
+            ) -> Measurements:  # fmt: skip
+    """Measure ``mu`` in ``R`` realisations with ``method`` (``"oracle"`` or ``"ranode"``).
+
+    Args:
+        method: one of :data:`METHODS`.
+        key: PRNG key (R-ANODE): a single key (realisation ``r`` uses ``fold_in(key, r)``) or
+            ``(R,)`` keys.
+        x: ``(R, N, 5)`` physical signal-region events.
+        log_pb: ``(R, N)`` background ``log p_B(m, x)`` in physical units (R-ANODE).
+        coords: signal coordinates (:func:`signal_coordinates`) (R-ANODE).
+        weight: optional ``(R, N)`` per-event weights.
+        config: R-ANODE settings.
+        batch_size: R-ANODE realisations per vectorised batch.
+        signal: the toy signal masses (oracle).
+        region: the signal region.
+        is_toy: the events are from the analytic toy (the oracle exists only there).
+
+    Returns:
+        :class:`Measurements` with ``(R,)`` arrays.
+
+    Raises:
+        ValueError: an unknown method, the oracle off the toy, or R-ANODE without ``log_pb`` and
+            ``coords``.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    if x.ndim != 3 or x.shape[-1] != 5:
+        raise ValueError(f"need (R, N, 5) events, got shape {x.shape}")
+    weight = jnp.ones(x.shape[:2], jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32)
+    if method == "oracle":
+        if not is_toy:
+            raise ValueError("the oracle (exact likelihood) exists only for the analytic toy (--data toy)")
+        return measure_oracle(x, weight, signal, (float(region[0]), float(region[1])))
+    if method != "ranode":
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if log_pb is None or coords is None:
+        raise ValueError("R-ANODE needs the background log-density log_pb and the signal coordinates coords")
+    keys = realisation_keys(key, x.shape[0]) if jnp.ndim(key) == 0 else key
+    u, log_pb_u = ranode_inputs(coords, x, log_pb)
+    return measure_ranode(keys, u, log_pb_u, weight, config, batch_size)
+
+
+def _quantiles(v: np.ndarray) -> dict:
+    q = np.quantile(v, [0.025, 0.16, 0.5, 0.84, 0.975]) if len(v) else [np.nan] * 5
+    return {"median": float(q[2]), "p16": float(q[1]), "p84": float(q[3]), "p2.5": float(q[0]),
+            "p97.5": float(q[4]), "mean": float(np.mean(v)), "std": float(np.std(v))}  # fmt: skip
+
+
+def _fraction(flags: np.ndarray) -> tuple[float, float]:
+    """Fraction and its binomial standard error."""
+    n = len(flags)
+    p = float(np.mean(flags))
+    return p, float(np.sqrt(max(p * (1 - p), 1.0 / n) / n))
+
+
+def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dict:
+    """What a study reports about ``R`` measurements (plain floats, JSON-ready).
+
+    Keys: ``n``; ``mu_hat`` (median, p16, p84, p2.5, p97.5, mean, std over realisations);
+    ``mu_lo68, mu_hi68, mu_lo95, mu_hi95`` (medians); ``z`` (median) and ``z_quantiles``;
+    ``median_width68``, ``median_width95``; ``frac_z_above_3``, ``frac_z_above_5``;
+    ``frac_z_below_2``, ``frac_95_contains_0`` and ``no_false_signal`` (both at once: the
+    requirement at ``mu = 0`` is at least 95%); with ``mu_true``: ``coverage68``, ``coverage95``
+    (fraction of intervals containing ``mu_true``) and their binomial errors, ``bias``
+    (``mean(mu_hat) - mu_true``), ``median_bias``, ``relative_bias`` (``bias / mu_true``),
+    and ``w_fit`` (R-ANODE learned mode, the training-fold fraction) where present.
+    """
+    a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items()}
+    z = np.nan_to_num(a["z"], nan=0.0)
+    out = {
+        "n": int(len(a["mu_hat"])),
+        "mu_hat": _quantiles(a["mu_hat"]),
+        "mu_lo68": float(np.median(a["lo68"])), "mu_hi68": float(np.median(a["hi68"])),
+        "mu_lo95": float(np.median(a["lo95"])), "mu_hi95": float(np.median(a["hi95"])),
+        "z": float(np.median(z)), "z_quantiles": _quantiles(z),
+        "median_width68": float(np.median(a["hi68"] - a["lo68"])),
+        "median_width95": float(np.median(a["hi95"] - a["lo95"])),
+        "frac_z_above_3": float(np.mean(z >= 3)), "frac_z_above_5": float(np.mean(z >= 5)),
+        "frac_z_below_2": float(np.mean(z < 2)),
+        "frac_95_contains_0": float(np.mean(a["lo95"] <= 0)),
+        "no_false_signal": float(np.mean((z < 2) & (a["lo95"] <= 0))),
+    }  # fmt: skip
+    if np.isfinite(a["w_fit"]).any():
+        out["w_fit"] = _quantiles(a["w_fit"])
+    if mu_true is not None:
+        mu_true = float(mu_true)
+        for cl, lo, hi in (("68", a["lo68"], a["hi68"]), ("95", a["lo95"], a["hi95"])):
+            out[f"coverage{cl}"], out[f"coverage{cl}_err"] = _fraction((lo <= mu_true) & (mu_true <= hi))
+        bias = float(np.mean(a["mu_hat"]) - mu_true)
+        out.update(bias=bias, median_bias=float(np.median(a["mu_hat"]) - mu_true),
+                   bias_err=float(np.std(a["mu_hat"]) / np.sqrt(len(a["mu_hat"]))),
+                   relative_bias=bias / mu_true if mu_true > 0 else None)  # fmt: skip
+    return out
+
+
+def compare_to_oracle(m: Measurements, oracle: Measurements) -> dict:
+    """Width and significance of a method relative to the oracle on the same pseudo-experiments.
+
+    ``width68_ratio = median(width68) / median(width68_oracle)`` (likewise ``width95_ratio``),
+    ``z_ratio = median(Z) / median(Z_oracle)``, and the medians of the per-pseudo-experiment
+    ratios (``*_ratio_paired``). The goal at ``S/sqrt(B) = 3``: width <= 1.3, Z >= 0.8.
+    """
+    a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items()}
+    o = {k: np.asarray(v, np.float64).reshape(-1) for k, v in oracle._asdict().items()}
+    out = {}
+    for cl in ("68", "95"):
+        w, wo = a[f"hi{cl}"] - a[f"lo{cl}"], o[f"hi{cl}"] - o[f"lo{cl}"]
+        out[f"width{cl}_ratio"] = float(np.median(w) / np.median(wo))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"width{cl}_ratio_paired"] = float(np.nanmedian(w / wo))
+    z, zo = np.nan_to_num(a["z"]), np.nan_to_num(o["z"])
+    out["z_ratio"] = float(np.median(z) / np.median(zo)) if np.median(zo) > 0 else None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["z_ratio_paired"] = float(np.nanmedian(np.where(zo > 0, z / zo, np.nan)))
+    return out
