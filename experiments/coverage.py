@@ -1,0 +1,174 @@
+"""Calibration on the analytic toy: coverage, bias, width and significance over pseudo-experiments.
+
+``N`` independent toy pseudo-experiments of ``n`` signal-region events each (signal fraction
+``mu``; :func:`gbijax.data.toy.mixture_sample`, one key each, vmapped) are measured with the
+chosen method and, on the same pseudo-experiments, with the exact-likelihood oracle. R-ANODE
+uses the exact toy background density, so the study isolates the learned signal model:
+
+    python experiments/coverage.py --method ranode --s-over-sqrt-b 3 --pseudo 200 --out results/cov_ranode_3
+    python experiments/coverage.py --method oracle --mu 0.02 --pseudo 1000 --out results/cov_oracle
+
+Writes ``results.json`` with, for the method and for the oracle, ``coverage68``,
+``coverage95`` (fraction of intervals containing ``mu``, binomial errors), ``bias``,
+``median_width68``, the median ``z`` and more (:func:`gbijax.inference.summarize_measurements`),
+plus the ratios to the oracle (``width68_ratio``, ``z_ratio``; goal at ``S/sqrt(B) = 3``: width
+<= 1.3 and Z >= 0.8 times the oracle's), ``measurements.npz`` (every pseudo-experiment) and
+``coverage.png``. R-ANODE pseudo-experiments are measured in resumable chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
+from gbijax import plotting
+from gbijax.data import DEFAULT_SR, fit_preprocessing, toy
+from gbijax.data._sources import parse_source, parse_toy_options
+from gbijax.experiment import ResultsDir, experiment_parser, run_experiment
+from gbijax.inference import compare_to_oracle, signal_coordinates, summarize_measurements
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mu_scan import add_ranode_arguments, measure_in_chunks, ranode_config  # noqa: E402
+
+N_REFERENCE = 100_000  # background events that fix the signal coordinates
+
+
+def mu_for_significance(s_over_sqrt_b: float, n: int) -> float:
+    """The ``mu`` with ``S/sqrt(B) = mu n / sqrt((1 - mu) n)`` for ``n`` events.
+
+    >>> round(mu_for_significance(3.0, 4000), 5)
+    0.04633
+    """
+    s2 = s_over_sqrt_b**2
+    return float((-s2 + np.sqrt(s2 * s2 + 4.0 * n * s2)) / (2.0 * n))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = experiment_parser(
+        "coverage", "Coverage, bias, width and Z of a mu measurement on toy pseudo-experiments."
+    )
+    parser.add_argument("--method", choices=("oracle", "ranode"), required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--mu", type=float, help="true signal fraction S/(S+B)")
+    which.add_argument("--s-over-sqrt-b", type=float, help="set mu from the expected S/sqrt(B) instead")
+    parser.add_argument("--pseudo", type=int, default=200, help="pseudo-experiments (default 200)")
+    parser.add_argument(
+        "--n-events", type=int, default=4000, help="signal-region events per pseudo-experiment"
+    )
+    add_ranode_arguments(parser)
+    return parser
+
+
+def main(args: argparse.Namespace, out: ResultsDir) -> None:
+    kind, arg = parse_source(args.data)
+    if kind != "toy":
+        raise ValueError("coverage needs known truth: it runs on the analytic toy only (--data toy)")
+    options = parse_toy_options(arg)
+    signal = toy.SignalParams(options.m_x, options.m_y)
+    n_pseudo = min(args.pseudo, 4) if args.quick else args.pseudo
+    n = min(args.n_events, 1000) if args.quick else args.n_events
+    if n_pseudo < 1 or n < 10:
+        raise ValueError("need --pseudo >= 1 and --n-events >= 10")
+    mu = args.mu if args.mu is not None else mu_for_significance(args.s_over_sqrt_b, n)
+    if not 0.0 <= mu < 1.0:
+        raise ValueError(f"--mu must be in [0, 1), got {mu}")
+    region = (DEFAULT_SR.lo, DEFAULT_SR.hi)
+    s_over_sqrt_b = mu * n / np.sqrt((1.0 - mu) * n)
+    print(f"{n_pseudo} pseudo-experiments of {n} events, mu = {mu:.5f} (expected S = {mu * n:.1f}, "
+          f"S/sqrt(B) = {s_over_sqrt_b:.2f}), method {args.method}", flush=True)  # fmt: skip
+
+    key = jax.random.key(args.seed)
+    k_data, k_fit, k_ref = jax.random.split(key, 3)
+    keys = jax.vmap(lambda i: jax.random.fold_in(k_data, i))(jnp.arange(n_pseudo))
+    x, label = jax.vmap(lambda k: toy.mixture_sample(k, n, mu, signal, region=region))(keys)
+    x = np.asarray(x)
+    step_config = {"seed": args.seed, "mu": mu, "n": n, "signal": list(signal)}
+    oracle = measure_in_chunks(out, "oracle", step_config, "oracle", k_fit, x, None, None, None, None, True,
+                               region, 0, "oracle")  # fmt: skip
+    measured = {"oracle": oracle}
+    config = ranode_config(args)
+    if args.method == "ranode":
+        ref = np.asarray(toy.background_sample(k_ref, N_REFERENCE, region=region))
+        coords = signal_coordinates(fit_preprocessing(ref[:, 1:]), ref[:, 0])
+        log_pb = np.asarray(jax.vmap(lambda xx: toy.background_log_prob(xx, region=region))(jnp.asarray(x)))
+        chunk = args.vmap_realisations or min(n_pseudo, 8)
+        measured["ranode"] = measure_in_chunks(
+            out,
+            "ranode",
+            {**step_config, "ranode": config._asdict()},
+            "ranode",
+            k_fit,
+            x,
+            log_pb,
+            None,
+            coords,
+            config,
+            True,
+            region,
+            chunk,
+            "R-ANODE",
+        )
+
+    summaries = {name: summarize_measurements(m, mu) for name, m in measured.items()}
+    results = {
+        "method": args.method,
+        "mu_true": mu,
+        "n_events": n,
+        "pseudo": n_pseudo,
+        "s_over_sqrt_b": float(s_over_sqrt_b),
+        "n_signal_mean": float(np.mean(np.asarray(label).sum(1))),
+        "background": "exact toy density",
+        "signal": signal._asdict(),
+        "ranode_config": config._asdict() if args.method == "ranode" else None,
+    }
+    main_summary = summaries[args.method]
+    results.update(
+        {
+            k: main_summary.get(k)
+            for k in (
+                "coverage68",
+                "coverage68_err",
+                "coverage95",
+                "coverage95_err",
+                "bias",
+                "bias_err",
+                "relative_bias",
+                "median_width68",
+                "z",
+            )
+        }
+    )
+    results["summary"] = main_summary
+    results["oracle"] = summaries["oracle"]
+    if args.method != "oracle":
+        results["ratio_to_oracle"] = compare_to_oracle(measured[args.method], oracle)
+    np.savez(
+        out.path / "measurements.npz",
+        **{f"{name}_{f}": np.asarray(v) for name, m in measured.items() for f, v in m._asdict().items()},
+    )
+    for name, s in summaries.items():
+        print(f"  {name:7s}: coverage68 {s['coverage68']:.3f} +- {s['coverage68_err']:.3f}, coverage95 "
+              f"{s['coverage95']:.3f} +- {s['coverage95_err']:.3f}, bias {s['bias']:+.5f}, "
+              f"median width68 {s['median_width68']:.5f}, median Z {s['z']:.2f}", flush=True)  # fmt: skip
+    if "ratio_to_oracle" in results:
+        r = results["ratio_to_oracle"]
+        print(f"  ratio to oracle: width68 {r['width68_ratio']:.3f}, Z {r['z_ratio']:.3f}", flush=True)
+    names = {"oracle": "oracle", "ranode": "R-ANODE"}
+    plotting.coverage_figure(
+        {names[k]: m._asdict() for k, m in measured.items()}, mu, {names[k]: s for k, s in summaries.items()},
+        out.figure_path("coverage"),
+        title=f"toy, {n_pseudo} pseudo-experiments of {n} events, $\\mu$ = {mu:.4f} (S/$\\sqrt{{B}}$ = "
+              f"{s_over_sqrt_b:.2f})",
+    )  # fmt: skip
+    out.write_results(results)
+    print(f"results in {out.path}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run_experiment(main, build_parser()))

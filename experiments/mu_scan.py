@@ -1,0 +1,371 @@
+"""mu_hat against mu_true: the GBI paper's headline measurement, over injections and realisations.
+
+For every injected signal fraction (``mu = 0`` is always added: the no-false-signal check), ``R``
+data realisations are built with :func:`gbijax.pipeline.injected_realisations` (the data's
+signal-region background plus signal drawn from the pool) and measured with the oracle (exact
+toy likelihood) or R-ANODE against a background variant (``sideband``, ``sr_truth``,
+``closure`` or ``exact``). The realisations of one injection are measured as one vmapped program.
+
+    python experiments/mu_scan.py --data toy --method oracle --injections 0.001,0.003,0.01 \\
+        --realisations 10 --out results/mu_scan_oracle
+    python experiments/mu_scan.py --data toy --method ranode --background-variant exact \\
+        --injections 0.003,0.01,0.03 --realisations 4 --out results/mu_scan_ranode
+
+Writes ``results.json`` (per injection: ``mu_true``, ``s_over_sqrt_b``, ``n_signal``, ``mu_hat``
+median/p16/p84 over realisations, median ``mu_lo68``/``mu_hi68``/``mu_lo95``/``mu_hi95``,
+median ``z``, ``coverage68``/``coverage95`` of ``mu_true`` over realisations; at ``mu = 0`` the
+no-false-signal fractions), ``mu_scan.png`` (mu_hat vs mu_true, log-log, with 68/95% bands and an
+S/sqrt(B) axis) and ``coverage.png``. The trained background and every measured chunk are
+resumable steps. Note: the realisations of one injection share the data's background events
+(they differ in the injected signal and all training randomness), so the coverage here is
+conditional on that background; ``experiments/coverage.py`` measures the frequentist coverage
+on independent toy pseudo-experiments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
+from gbijax import plotting
+from gbijax.background import BackgroundConfig
+from gbijax.data import fit_preprocessing
+from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment
+from gbijax.generators import SplineFlowConfig
+from gbijax.inference import (
+    Measurements,
+    RanodeConfig,
+    measure,
+    realisation_keys,
+    signal_coordinates,
+    summarize_measurements,
+)
+from gbijax.pipeline import (
+    BACKGROUND_VARIANTS,
+    analysis_samples,
+    background_density,
+    closure_background,
+    fit_background_variant,
+    injected_realisations,
+)
+from gbijax.train import TrainConfig
+
+DEFAULT_INJECTIONS = "0,0.001,0.002,0.003,0.005,0.01,0.02"
+LOG_PB_CHUNK = 16384  # events per background log-density evaluation (memory bound)
+
+
+# --------------------------------------------------------------------------------------------
+# R-ANODE settings shared with experiments/coverage.py
+# --------------------------------------------------------------------------------------------
+
+
+def add_ranode_arguments(parser: argparse.ArgumentParser) -> None:
+    """The R-ANODE options (CPU-sized defaults; the reference is k=5, 4 seeds, width 32)."""
+    g = parser.add_argument_group("R-ANODE")
+    g.add_argument(
+        "--mode", choices=("learned", "scan"), default="learned", help="w learned, or fixed and scanned"
+    )
+    g.add_argument("--k-folds", type=int, default=3, help="folds of the k-fold (each held out once)")
+    g.add_argument("--n-seeds", type=int, default=1, help="signal flows per fold (and per w), averaged")
+    g.add_argument("--epochs", type=int, default=40, help="maximum epochs per signal flow")
+    g.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+    g.add_argument("--batch-size", type=int, default=256, help="signal-flow minibatch")
+    g.add_argument("--learning-rate", type=float, default=3e-3)
+    g.add_argument("--hidden", type=int, default=16, help="MADE width (2 hidden layers)")
+    g.add_argument("--n-bins", type=int, default=8, help="spline bins")
+    g.add_argument("--transform", choices=("spline", "affine"), default="spline")
+    g.add_argument("--n-w", type=int, default=8, help="scan mode: w values, log-spaced 1e-4 to 0.1")
+    g.add_argument(
+        "--vmap-realisations",
+        type=int,
+        default=0,
+        help="realisations per vmapped R-ANODE call (0: all of one injection at once)",
+    )
+
+
+def ranode_config(args: argparse.Namespace) -> RanodeConfig:
+    """:class:`RanodeConfig` from the options (``--quick`` shrinks the training)."""
+    epochs = min(args.epochs, 8) if args.quick else args.epochs
+    return RanodeConfig(
+        flow=SplineFlowConfig(features=5, n_layers=2, hidden=(args.hidden, args.hidden), n_bins=args.n_bins,
+                              transform=args.transform),
+        train=TrainConfig(epochs=epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                          weight_decay=1e-4, patience=args.patience),
+        mode=args.mode,
+        w_grid=tuple(float(w) for w in np.logspace(-4, -1, args.n_w)),
+        n_seeds=args.n_seeds,
+        k_folds=args.k_folds,
+    )  # fmt: skip
+
+
+def measure_in_chunks(
+    out: ResultsDir,
+    name: str,
+    step_config: dict,
+    method: str,
+    key,
+    x,
+    log_pb,
+    weight,
+    coords,
+    config: RanodeConfig,
+    is_toy: bool,
+    region,
+    chunk: int,
+    desc: str,
+) -> Measurements:
+    """Measure ``(R, N, 5)`` realisations ``chunk`` at a time, each chunk a resumable step.
+
+    Realisation ``r`` uses ``fold_in(key, r)`` whatever the chunking; a short last chunk is
+    padded by repeating realisations (so every chunk has one shape and compiles once).
+    ``weight`` (``(R, N)`` or None) masks padding events.
+    """
+    n = x.shape[0]
+    chunk = n if chunk <= 0 else min(chunk, n)
+    parts = []
+    for start in progress(range(0, n, chunk), desc, total=-(-n // chunk)):
+        idx = np.arange(start, start + chunk) % n  # pad by wrapping around
+        keys = realisation_keys(key, chunk, start)
+        template = lambda: Measurements(*(jnp.zeros(chunk, jnp.float32) for _ in Measurements._fields))
+
+        def compute(idx=idx, keys=keys):
+            res = measure(method, keys, x[idx], log_pb=None if log_pb is None else log_pb[idx], coords=coords,
+                          weight=None if weight is None else weight[idx], config=config, is_toy=is_toy,
+                          region=region)  # fmt: skip
+            return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), res)
+
+        parts.append(out.step(f"{name}_{start:05d}", {**step_config, "start": start, "chunk": chunk},
+                              compute, template))  # fmt: skip
+    return jax.tree.map(lambda *v: np.concatenate([np.asarray(a) for a in v])[:n], *parts)
+
+
+# --------------------------------------------------------------------------------------------
+# the driver
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = experiment_parser("mu_scan", "Measure mu_hat against mu_true over injections and realisations.")
+    parser.add_argument("--method", choices=("oracle", "ranode"), required=True)
+    parser.add_argument(
+        "--background-variant",
+        choices=BACKGROUND_VARIANTS,
+        default=None,
+        help="background model (default: exact for the oracle, sideband for R-ANODE)",
+    )
+    parser.add_argument("--injections", default=None,
+                        help=f"comma-separated signal fractions mu = S/(S+B) (default {DEFAULT_INJECTIONS}; "
+                             "0 is always added)")  # fmt: skip
+    parser.add_argument("--realisations", type=int, default=5, help="data realisations per injection")
+    parser.add_argument(
+        "--max-sr-background",
+        type=int,
+        default=0,
+        help="use a random subset of this many SR background events (0: all; CPU economy)",
+    )
+    g = parser.add_argument_group("background model (learned variants)")
+    g.add_argument("--background-model", choices=("flow_matching", "spline_flow"), default="spline_flow")
+    g.add_argument("--background-epochs", type=int, default=60)
+    g.add_argument("--background-ensemble", type=int, default=1)
+    g.add_argument(
+        "--max-train", type=int, default=0, help="at most this many training events (0: all; --quick: 5000)"
+    )
+    add_ranode_arguments(parser)
+    return parser
+
+
+def parse_injections(text: str | None, quick: bool) -> list[float]:
+    text = text or ("0,0.01,0.03" if quick else DEFAULT_INJECTIONS)
+    try:
+        mus = sorted({float(v) for v in text.split(",") if v.strip()} | {0.0})
+    except ValueError:
+        raise ValueError(f"--injections must be comma-separated numbers, got {text!r}") from None
+    bad = [m for m in mus if not 0.0 <= m < 1.0]
+    if bad:
+        raise ValueError(f"injections are signal fractions in [0, 1), got {bad}")
+    return mus
+
+
+def _subsample(key, x: np.ndarray, n: int) -> np.ndarray:
+    if n <= 0 or len(x) <= n:
+        return x
+    return x[np.sort(np.asarray(jax.random.permutation(key, len(x))[:n]))]
+
+
+def _pad(a: np.ndarray, n: int) -> np.ndarray:
+    """Pad the event axis (1) to ``n`` by repeating the first event (given zero weight by the caller)."""
+    extra = np.broadcast_to(a[:, :1], (a.shape[0], n - a.shape[1], *a.shape[2:]))
+    return np.concatenate([a, extra], axis=1)
+
+
+def _log_density(x: np.ndarray, samples, model) -> np.ndarray:
+    """``log p_B`` of many events in chunks."""
+    parts = [np.asarray(background_density(jnp.asarray(x[i:i + LOG_PB_CHUNK]), samples, model))
+             for i in range(0, len(x), LOG_PB_CHUNK)]  # fmt: skip
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def background_setup(args, out: ResultsDir, samples, variant: str, key):
+    """The background of the data, its ``log p_B`` and the signal coordinates.
+
+    Returns:
+        ``(background events, log p_B of them, model or None, coords, info dict)``.
+    """
+    k_fit, k_closure = jax.random.split(key)
+    region = samples.region
+    info = {"variant": variant}
+    if variant == "exact":
+        if not samples.is_toy:
+            raise ValueError("the exact background variant exists only for the toy (--data toy)")
+        pp = fit_preprocessing(samples.background_sr[:, 1:])
+        info["coordinates"] = "preprocessing fitted on the SR background sample"
+        coords = signal_coordinates(pp, samples.background_sr[:, 0], region)
+        return samples.background_sr, _log_density(samples.background_sr, samples, None), None, coords, info
+    epochs = min(args.background_epochs, 3) if args.quick else args.background_epochs
+    bcfg = BackgroundConfig(
+        model=args.background_model, ensemble=args.background_ensemble,
+        hidden=(32, 32) if args.quick else (64, 64), n_layers=4,
+        train=TrainConfig(epochs=epochs, batch_size=512, learning_rate=1e-3, patience=10, schedule="cosine",
+                          clip_norm=5.0),
+    )  # fmt: skip
+    k_sub, k_fit = jax.random.split(k_fit)
+    max_train = min(args.max_train or 5000, 5000) if args.quick else args.max_train
+    trimmed = samples._replace(
+        sideband=None if samples.sideband is None else _subsample(k_sub, samples.sideband, max_train),
+        extra_background_sr=None if samples.extra_background_sr is None
+        else _subsample(k_sub, samples.extra_background_sr, max_train),
+    )  # fmt: skip
+    print(f"training the {variant} background model ({bcfg.model}, {epochs} epochs) ...", flush=True)
+    generator, bkg, hist, mass_kind = fit_background_variant(
+        k_fit, trimmed, variant, bcfg, checkpoint_dir=out.path / "steps" / "background")  # fmt: skip
+    model = (generator, bkg)
+    info.update(model=bcfg.model, epochs_run=np.asarray(hist.epochs_run).tolist(),
+                best_val_loss=np.asarray(hist.best_val_loss).tolist(), mass_density=mass_kind,
+                coordinates="the background model's preprocessing")  # fmt: skip
+    background = samples.background_sr
+    if variant == "closure":
+        background = closure_background(k_closure, samples, model)
+        info["closure"] = "the data's SR background replaced by generator samples"
+    coords = signal_coordinates(bkg.preprocessing, background[:, 0], region)
+    return background, _log_density(background, samples, model), model, coords, info
+
+
+def main(args: argparse.Namespace, out: ResultsDir) -> None:
+    mus = parse_injections(args.injections, args.quick)
+    variant = args.background_variant or ("exact" if args.method == "oracle" else "sideband")
+    if args.method == "oracle" and variant != "exact":
+        raise ValueError("the oracle uses the exact toy densities: --background-variant must be exact")
+    if args.realisations < 1:
+        raise ValueError("--realisations must be >= 1")
+    samples = analysis_samples(args.data)
+    if args.method == "oracle" and not samples.is_toy:
+        raise ValueError("the oracle (exact likelihood) exists only for the analytic toy (--data toy)")
+    key = jax.random.key(args.seed)
+    k_sub, k_bkg, k_inj, k_fit = jax.random.split(key, 4)
+    samples = samples._replace(background_sr=_subsample(k_sub, samples.background_sr, args.max_sr_background))
+    config = ranode_config(args)
+    region = (samples.region.lo, samples.region.hi)
+
+    model = coords = log_pb_bkg = None
+    background, info = samples.background_sr, {"variant": variant}
+    if args.method == "ranode":
+        background, log_pb_bkg, model, coords, info = background_setup(args, out, samples, variant, k_bkg)
+    n_b = len(background)
+    print(f"{samples.source}: {n_b} SR background events, signal pool {len(samples.signal_pool)}, "
+          f"method {args.method}, background {variant}", flush=True)  # fmt: skip
+
+    # every injection is padded to one event count with zero-weight events: one compiled program
+    n_max = n_b + max(int(round(mu * n_b / (1.0 - mu))) for mu in mus)
+    rows = []
+    step_config = {"method": args.method, "variant": variant, "data": args.data, "seed": args.seed,
+                   "ranode": config._asdict() if args.method == "ranode" else None, "n_b": n_b}  # fmt: skip
+    for i, mu in enumerate(mus):
+        real = injected_realisations(jax.random.fold_in(k_inj, i), background, samples.signal_pool, mu,
+                                     args.realisations)  # fmt: skip
+        log_pb = None
+        if args.method == "ranode":
+            sig = real.x[:, n_b:].reshape(-1, 5)
+            log_pb_sig = _log_density(sig, samples, model).reshape(args.realisations, -1)
+            log_pb = _pad(np.concatenate([np.broadcast_to(log_pb_bkg, (args.realisations, n_b)), log_pb_sig],
+                                         axis=1), n_max)  # fmt: skip
+        n = real.x.shape[1]
+        weight = np.concatenate([np.ones((args.realisations, n), np.float32),
+                                 np.zeros((args.realisations, n_max - n), np.float32)], axis=1)  # fmt: skip
+        m = measure_in_chunks(
+            out,
+            f"mu_{i:02d}",
+            {**step_config, "mu": mu},
+            args.method,
+            jax.random.fold_in(k_fit, i),
+            _pad(real.x, n_max),
+            log_pb,
+            weight,
+            coords,
+            config,
+            samples.is_toy,
+            region,
+            args.vmap_realisations,
+            f"mu={mu:g}",
+        )
+        s = summarize_measurements(m, real.mu)
+        row = {"mu_injected": mu, "mu_true": real.mu, "s_over_sqrt_b": real.s_over_sqrt_b,
+               "n_signal": real.n_signal, "n_background": n_b, **s,
+               "per_realisation": {k: np.asarray(v).tolist() for k, v in m._asdict().items()}}  # fmt: skip
+        rows.append(row)
+        print(
+            f"  mu={real.mu:.5f} S/sqrt(B)={real.s_over_sqrt_b:.2f}: mu_hat {s['mu_hat']['median']:.5f} "
+            f"[{s['mu_hat']['p16']:.5f}, {s['mu_hat']['p84']:.5f}], "
+            f"68% [{s['mu_lo68']:.5f}, {s['mu_hi68']:.5f}], "
+            f"Z {s['z']:.2f}, cov68 {s['coverage68']:.2f}, cov95 {s['coverage95']:.2f}",
+            flush=True,
+        )
+
+    results = {"method": args.method, "background_variant": variant, "data": samples.source,
+               "background": info, "n_background": n_b, "realisations": args.realisations,
+               "ranode_config": config._asdict() if args.method == "ranode" else None,
+               "injections": rows, "summary": scan_summary(rows)}  # fmt: skip
+    label = args.method if args.method == "oracle" else f"R-ANODE ({variant})"
+    plotting.mu_scan_figure(
+        {label: rows},
+        n_b,
+        out.figure_path("mu_scan"),
+        title=f"{samples.source}: {label}, {args.realisations} realisations",
+    )
+    plotting.coverage_vs_mu_figure({label: rows}, out.figure_path("coverage"))
+    out.write_results(results)
+    print(f"results in {out.path}", flush=True)
+
+
+def scan_summary(rows: list[dict]) -> dict:
+    """The scan in a few numbers: no false signal at mu = 0, the smallest mu with Z >= 3 and 5, and
+    whether the 95% interval contains mu_true (median over realisations) at every injection >= 0.3%."""
+    zero = next(r for r in rows if r["mu_injected"] == 0.0)
+    signal = [r for r in rows if r["mu_injected"] > 0]
+    first = lambda cond: next((r["mu_true"] for r in signal if cond(r)), None)
+    return {
+        "no_false_signal": {
+            "frac_z_below_2": zero["frac_z_below_2"],
+            "frac_95_contains_0": zero["frac_95_contains_0"],
+            "frac_both": zero["no_false_signal"],
+            "pass": zero["no_false_signal"] >= 0.95,
+            "mu_hat_median": zero["mu_hat"]["median"],
+            "mu_hi95_median": zero["mu_hi95"],
+        },
+        "smallest_mu_median_z_3": first(lambda r: r["z"] >= 3),
+        "smallest_mu_median_z_5": first(lambda r: r["z"] >= 5),
+        "coverage95_at_mu_ge_0.003": {
+            f"{r['mu_true']:.5f}": r["coverage95"] for r in signal if r["mu_injected"] >= 0.003
+        },
+        "median_95_interval_contains_mu_true": {
+            f"{r['mu_true']:.5f}": r["mu_lo95"] <= r["mu_true"] <= r["mu_hi95"] for r in signal
+        },
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(run_experiment(main, build_parser()))

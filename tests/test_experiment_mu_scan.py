@@ -1,0 +1,124 @@
+"""The measurement drivers (experiments/mu_scan.py, experiments/coverage.py) and gbijax.inference._measure."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from gbijax.data import toy
+from gbijax.inference import Measurements, compare_to_oracle, measure, summarize_measurements
+
+EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+TINY_TOY = "toy:n_background=12000,n_signal=0,n_extra_signal=1500,n_extra_background=2000"
+TINY_RANODE = ["--epochs", "2", "--k-folds", "2", "--hidden", "8", "--n-bins", "4", "--batch-size", "128"]
+
+
+def _driver(name: str):
+    sys.path.insert(0, str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location(f"_driver_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name: str, argv: list[str]) -> int:
+    from gbijax.experiment import run_experiment
+
+    module = _driver(name)
+    return run_experiment(module.main, module.build_parser(), argv)
+
+
+def test_summary_counts_coverage_and_false_signal():
+    m = Measurements(*(np.asarray(v, np.float32) for v in (
+        [0.0, 0.02, 0.05, 0.01],  # mu_hat
+        [0.0, 0.01, 0.04, 0.0], [0.01, 0.03, 0.06, 0.02],  # 68%
+        [0.0, 0.0, 0.03, 0.0], [0.02, 0.04, 0.07, 0.03],  # 95%
+        [0.0, 4.0, 25.0, 1.0], [0.0, 2.0, 5.0, 1.0], [np.nan] * 4,
+    )))  # fmt: skip
+    s = summarize_measurements(m, mu_true=0.0199)
+    assert s["coverage68"] == 0.5 and s["coverage95"] == 0.75
+    assert s["bias"] == pytest.approx(1e-4, abs=1e-6)
+    assert s["frac_z_below_2"] == 0.5 and s["frac_95_contains_0"] == 0.75 and s["no_false_signal"] == 0.5
+    assert s["mu_hat"]["median"] == pytest.approx(0.015) and "w_fit" not in s
+    r = compare_to_oracle(m, m._replace(hi68=m.lo68 + 2 * (m.hi68 - m.lo68), z=2 * m.z))
+    assert r["width68_ratio"] == pytest.approx(0.5) and r["z_ratio"] == pytest.approx(0.5)
+
+
+def test_measure_oracle_vmaps_over_realisations_and_rejects_real_data():
+    x = jax.vmap(lambda k: toy.mixture_sample(k, 400, 0.1, region=(3.3, 3.7))[0])(
+        jax.random.split(jax.random.key(0), 2)
+    )  # the shapes of the drivers' runs below: one compilation
+    m = measure("oracle", jax.random.key(1), x)
+    assert m.mu_hat.shape == (2,)
+    assert np.all((np.asarray(m.lo68) <= np.asarray(m.mu_hat)) & (np.asarray(m.mu_hat) <= np.asarray(m.hi68)))
+    assert np.all(np.abs(np.asarray(m.mu_hat) - 0.1) < 0.05) and np.all(np.asarray(m.z) > 5)
+    with pytest.raises(ValueError, match="toy"):
+        measure("oracle", jax.random.key(1), x, is_toy=False)
+    with pytest.raises(ValueError, match="method"):
+        measure("anode", jax.random.key(1), x)
+
+
+def test_mu_scan_oracle_and_ranode_quick(tmp_path):
+    # 360 background + 40 signal events (mu = 0.1), 2 realisations: every run here has these shapes
+    # (all injections are padded to the largest), so each method compiles once
+    common = ["--data", TINY_TOY, "--realisations", "2", "--max-sr-background", "360", "--quick"]
+    out = tmp_path / "oracle"
+    assert (
+        _run("mu_scan", [*common, "--method", "oracle", "--injections", "0.02,0.1", "--out", str(out)]) == 0
+    )
+    res = json.loads((out / "results.json").read_text())
+    rows = res["injections"]
+    assert [r["mu_injected"] for r in rows] == [0.0, 0.02, 0.1]  # mu = 0 always added
+    for key in ("mu_true", "s_over_sqrt_b", "n_signal", "mu_hat", "mu_lo68", "mu_hi68", "mu_lo95", "mu_hi95",
+                "z", "coverage68", "coverage95"):  # fmt: skip
+        assert key in rows[1], key
+    assert set(rows[1]["mu_hat"]) >= {"median", "p16", "p84"}
+    big = rows[2]
+    assert big["mu_lo95"] < big["mu_true"] < big["mu_hi95"] and big["z"] > 5
+    assert rows[0]["n_signal"] == 0 and "pass" in res["summary"]["no_false_signal"]
+    assert (out / "mu_scan.png").stat().st_size > 0 and (out / "coverage.png").exists()
+
+    out = tmp_path / "ranode"
+    assert (
+        _run(
+            "mu_scan",
+            [
+                *common,
+                "--method",
+                "ranode",
+                "--background-variant",
+                "exact",
+                "--injections",
+                "0.1",
+                "--out",
+                str(out),
+                *TINY_RANODE,
+            ],
+        )
+        == 0
+    )
+    rows = json.loads((out / "results.json").read_text())["injections"]
+    assert len(rows) == 2 and all(len(r["per_realisation"]["mu_hat"]) == 2 for r in rows)
+    assert all(np.isfinite(r["mu_hat"]["median"]) and r["mu_lo95"] <= r["mu_hi95"] for r in rows)
+    assert (out / "mu_scan.png").exists()
+    # the oracle is toy-only, and it has no learned background variant
+    assert _run("mu_scan", ["--method", "oracle", "--background-variant", "sideband", "--out",
+                            str(tmp_path / "bad")]) == 2  # fmt: skip
+
+
+def test_coverage_quick(tmp_path):
+    out = tmp_path / "cov"
+    assert _run("coverage", ["--method", "ranode", "--mu", "0.1", "--pseudo", "2", "--n-events", "400",
+                             "--quick", "--out", str(out), *TINY_RANODE]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    for key in ("coverage68", "coverage95", "bias", "median_width68", "z"):
+        assert key in res and key in res["oracle"], key
+    assert res["pseudo"] == 2 and 0.0 <= res["coverage95"] <= 1.0
+    assert {"width68_ratio", "z_ratio"} <= set(res["ratio_to_oracle"])
+    assert (out / "coverage.png").exists() and (out / "measurements.npz").exists()
+    assert _run("coverage", ["--data", "cathode:/nowhere", "--method", "oracle", "--mu", "0.1",
+                             "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
