@@ -34,7 +34,13 @@ from gbijax.experiment import ResultsDir, experiment_parser, run_experiment
 from gbijax.inference import compare_to_oracle, signal_coordinates, summarize_measurements
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mu_scan import add_ranode_arguments, measure_in_chunks, ranode_config  # noqa: E402
+from mu_scan import (  # noqa: E402
+    add_paws_arguments,
+    add_ranode_arguments,
+    measure_in_chunks,
+    paws_setup,
+    ranode_config,
+)
 
 N_REFERENCE = 100_000  # background events that fix the signal coordinates
 
@@ -53,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = experiment_parser(
         "coverage", "Coverage, bias, width and Z of a mu measurement on toy pseudo-experiments."
     )
-    parser.add_argument("--method", choices=("oracle", "ranode"), required=True)
+    parser.add_argument("--method", choices=("oracle", "ranode", "paws"), required=True)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--mu", type=float, help="true signal fraction S/(S+B)")
     which.add_argument("--s-over-sqrt-b", type=float, help="set mu from the expected S/sqrt(B) instead")
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-events", type=int, default=4000, help="signal-region events per pseudo-experiment"
     )
     add_ranode_arguments(parser)
+    add_paws_arguments(parser)
     return parser
 
 
@@ -115,6 +122,17 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             "R-ANODE",
         )
 
+    paws = None
+    if args.method == "paws":
+        k_bkg, k_paws = jax.random.split(k_ref)
+        background = np.asarray(toy.background_sample(k_bkg, N_REFERENCE, region=region))
+        paws = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else background)
+        measured["paws"] = measure_in_chunks(
+            out, "paws", {**step_config, "paws": paws.config._asdict(), "ratio": args.paws_ratio}, "paws",
+            k_fit, x, None, None, None, config, True, region, args.vmap_realisations or min(n_pseudo, 8),
+            "PAWS", paws,
+        )  # fmt: skip
+
     summaries = {name: summarize_measurements(m, mu) for name, m in measured.items()}
     results = {
         "method": args.method,
@@ -126,7 +144,9 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         "background": "exact toy density",
         "signal": signal._asdict(),
         "ranode_config": config._asdict() if args.method == "ranode" else None,
-    }
+        "paws_config": None if paws is None else {**paws.config._asdict(), "ratio": args.paws_ratio,
+                                                  "classifier_background": "true toy SR background"},
+    }  # fmt: skip
     main_summary = summaries[args.method]
     results.update(
         {
@@ -141,6 +161,10 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                 "relative_bias",
                 "median_width68",
                 "z",
+                "mass_contour_coverage68",
+                "mass_contour_coverage68_err",
+                "mass_contour_coverage95",
+                "mass_contour_coverage95_err",
             )
         }
     )
@@ -156,10 +180,15 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         print(f"  {name:7s}: coverage68 {s['coverage68']:.3f} +- {s['coverage68_err']:.3f}, coverage95 "
               f"{s['coverage95']:.3f} +- {s['coverage95_err']:.3f}, bias {s['bias']:+.5f}, "
               f"median width68 {s['median_width68']:.5f}, median Z {s['z']:.2f}", flush=True)  # fmt: skip
+    if "mass_contour_coverage68" in main_summary:
+        s = main_summary
+        print(f"  (m_X, m_Y) contour coverage: 68% {s['mass_contour_coverage68']:.3f} +- "
+              f"{s['mass_contour_coverage68_err']:.3f}, 95% {s['mass_contour_coverage95']:.3f} +- "
+              f"{s['mass_contour_coverage95_err']:.3f}", flush=True)  # fmt: skip
     if "ratio_to_oracle" in results:
         r = results["ratio_to_oracle"]
         print(f"  ratio to oracle: width68 {r['width68_ratio']:.3f}, Z {r['z_ratio']:.3f}", flush=True)
-    names = {"oracle": "oracle", "ranode": "R-ANODE"}
+    names = {"oracle": "oracle", "ranode": "R-ANODE", "paws": "PAWS"}
     plotting.coverage_figure(
         {names[k]: m._asdict() for k, m in measured.items()}, mu, {names[k]: s for k, s in summaries.items()},
         out.figure_path("coverage"),

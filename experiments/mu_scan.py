@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,16 +35,21 @@ import numpy as np
 import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
 from gbijax import plotting
 from gbijax.background import BackgroundConfig
-from gbijax.data import fit_preprocessing
+from gbijax.classifiers import PAWS_MLP
+from gbijax.data import fit_preprocessing, toy
 from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment
 from gbijax.generators import SplineFlowConfig
 from gbijax.inference import (
+    ClassifierRatio,
     Measurements,
+    PawsClassifier,
+    PawsConfig,
     RanodeConfig,
     measure,
     realisation_keys,
     signal_coordinates,
     summarize_measurements,
+    train_toy_paws,
 )
 from gbijax.pipeline import (
     BACKGROUND_VARIANTS,
@@ -118,12 +124,13 @@ def measure_in_chunks(
     region,
     chunk: int,
     desc: str,
+    paws: PawsSetup | None = None,
 ) -> Measurements:
     """Measure ``(R, N, 5)`` realisations ``chunk`` at a time, each chunk a resumable step.
 
     Realisation ``r`` uses ``fold_in(key, r)`` whatever the chunking; a short last chunk is
     padded by repeating realisations (so every chunk has one shape and compiles once).
-    ``weight`` (``(R, N)`` or None) masks padding events.
+    ``weight`` (``(R, N)`` or None) masks padding events. ``paws`` carries the PAWS ratio model.
     """
     n = x.shape[0]
     chunk = n if chunk <= 0 else min(chunk, n)
@@ -136,12 +143,66 @@ def measure_in_chunks(
         def compute(idx=idx, keys=keys):
             res = measure(method, keys, x[idx], log_pb=None if log_pb is None else log_pb[idx], coords=coords,
                           weight=None if weight is None else weight[idx], config=config, is_toy=is_toy,
-                          region=region)  # fmt: skip
+                          region=region, **({} if paws is None else paws.measure_kwargs(x[idx])))  # fmt: skip
             return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), res)
 
         parts.append(out.step(f"{name}_{start:05d}", {**step_config, "start": start, "chunk": chunk},
                               compute, template))  # fmt: skip
     return jax.tree.map(lambda *v: np.concatenate([np.asarray(a) for a in v])[:n], *parts)
+
+
+# --------------------------------------------------------------------------------------------
+# PAWS settings shared with experiments/coverage.py
+# --------------------------------------------------------------------------------------------
+
+
+def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
+    """The PAWS options (CPU-sized defaults)."""
+    g = parser.add_argument_group("PAWS")
+    g.add_argument("--paws-ratio", choices=("classifier", "exact"), default="classifier",
+                   help="the likelihood ratio: a parametrised classifier trained on simulated toy signal "
+                        "(PAWS-GBI), or the exact toy ratio (a perfect classifier)")  # fmt: skip
+    g.add_argument("--paws-per-point", type=int, default=2000, help="simulated signal events per mass point")
+    g.add_argument("--paws-epochs", type=int, default=40, help="maximum classifier epochs")
+    g.add_argument("--paws-starts", type=int, default=6, help="random starts of the fit")
+    g.add_argument("--paws-kappa-events", type=int, default=5000,
+                   help="background events that fix the class-balance correction kappa(theta)")  # fmt: skip
+
+
+class PawsSetup(NamedTuple):
+    """What a PAWS measurement needs besides the events: the ratio model and the fit settings."""
+
+    config: PawsConfig
+    classifier: PawsClassifier | None = None
+    kappa_background: np.ndarray | None = None
+
+    def measure_kwargs(self, x: np.ndarray) -> dict:
+        """Keyword arguments of :func:`gbijax.inference.measure` for events ``x`` (``(R, N, 5)``)."""
+        kwargs = {"paws_config": self.config}
+        if self.classifier is not None:
+            data = ClassifierRatio(jnp.asarray(x, jnp.float32), self.classifier.params,
+                                   jnp.asarray(self.kappa_background, jnp.float32))  # fmt: skip
+            kwargs.update(log_ratio_fn=self.classifier.log_ratio_fn, ratio_data=data,
+                          ratio_axes=ClassifierRatio(0, None, None, None))  # fmt: skip
+        return kwargs
+
+
+def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> PawsSetup:
+    """PAWS: a classifier trained on simulated toy signal against ``background``, or the exact ratio."""
+    config = PawsConfig(n_starts=args.paws_starts, n_steps=100 if args.quick else 200,
+                        grid_points=8 if args.quick else 12, n_profile=9 if args.quick else 13)  # fmt: skip
+    if args.paws_ratio == "exact":
+        return PawsSetup(config)
+    epochs = min(args.paws_epochs, 4) if args.quick else args.paws_epochs
+    per_point = min(args.paws_per_point, 300) if args.quick else args.paws_per_point
+    cls = PAWS_MLP._replace(hidden=(128, 64, 32), n_runs=1,
+                            train=PAWS_MLP.train._replace(epochs=epochs, patience=6))  # fmt: skip
+    k_train, k_kappa = jax.random.split(key)
+    print(f"training the PAWS classifier ({per_point} signal events per mass point, {len(background)} "
+          "background events) ...", flush=True)  # fmt: skip
+    trained = train_toy_paws(k_train, background, per_point, cls)
+    kappa = _subsample(k_kappa, background, args.paws_kappa_events)
+    return PawsSetup(config._replace(mass_bounds=trained.mass_bounds), trained, kappa)
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,12 +212,13 @@ def measure_in_chunks(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = experiment_parser("mu_scan", "Measure mu_hat against mu_true over injections and realisations.")
-    parser.add_argument("--method", choices=("oracle", "ranode"), required=True)
+    parser.add_argument("--method", choices=("oracle", "ranode", "paws"), required=True)
     parser.add_argument(
         "--background-variant",
         choices=BACKGROUND_VARIANTS,
         default=None,
-        help="background model (default: exact for the oracle, sideband for R-ANODE)",
+        help="background model (default: exact for the oracle, sideband for R-ANODE and PAWS; for PAWS it "
+        "is the classifier's background class: the generator's SR samples, or true toy background for exact)",
     )
     parser.add_argument("--injections", default=None,
                         help=f"comma-separated signal fractions mu = S/(S+B) (default {DEFAULT_INJECTIONS}; "
@@ -176,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-train", type=int, default=0, help="at most this many training events (0: all; --quick: 5000)"
     )
     add_ranode_arguments(parser)
+    add_paws_arguments(parser)
     return parser
 
 
@@ -260,21 +323,38 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     variant = args.background_variant or ("exact" if args.method == "oracle" else "sideband")
     if args.method == "oracle" and variant != "exact":
         raise ValueError("the oracle uses the exact toy densities: --background-variant must be exact")
+    if args.method == "paws" and args.paws_ratio == "exact" and variant != "exact":
+        raise ValueError("--paws-ratio exact uses no background model: --background-variant must be exact")
     if args.realisations < 1:
         raise ValueError("--realisations must be >= 1")
     samples = analysis_samples(args.data)
     if args.method == "oracle" and not samples.is_toy:
         raise ValueError("the oracle (exact likelihood) exists only for the analytic toy (--data toy)")
+    if args.method == "paws" and not samples.is_toy:
+        raise ValueError("PAWS needs simulated parametric signal: only the toy's signal family is available "
+                         "here (--data toy)")  # fmt: skip
     key = jax.random.key(args.seed)
     k_sub, k_bkg, k_inj, k_fit = jax.random.split(key, 4)
     samples = samples._replace(background_sr=_subsample(k_sub, samples.background_sr, args.max_sr_background))
     config = ranode_config(args)
     region = (samples.region.lo, samples.region.hi)
 
-    model = coords = log_pb_bkg = None
+    model = coords = log_pb_bkg = paws = None
     background, info = samples.background_sr, {"variant": variant}
     if args.method == "ranode":
         background, log_pb_bkg, model, coords, info = background_setup(args, out, samples, variant, k_bkg)
+    if args.method == "paws":
+        k_bkg, k_paws = jax.random.split(k_bkg)
+        if variant == "exact":
+            paws_background = samples.extra_background_sr
+            if paws_background is None:
+                paws_background = np.asarray(toy.background_sample(k_paws, 100_000, region=region))
+            info["paws_background"] = "true toy SR background (an independent sample)"
+        else:
+            background, _, model, _, info = background_setup(args, out, samples, variant, k_bkg)
+            paws_background = closure_background(k_paws, samples, model)
+            info["paws_background"] = f"generator samples in the SR ({variant} background model)"
+        paws = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else paws_background)
     n_b = len(background)
     print(f"{samples.source}: {n_b} SR background events, signal pool {len(samples.signal_pool)}, "
           f"method {args.method}, background {variant}", flush=True)  # fmt: skip
@@ -311,6 +391,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             region,
             args.vmap_realisations,
             f"mu={mu:g}",
+            paws,
         )
         s = summarize_measurements(m, real.mu)
         row = {"mu_injected": mu, "mu_true": real.mu, "s_over_sqrt_b": real.s_over_sqrt_b,
@@ -321,15 +402,17 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             f"  mu={real.mu:.5f} S/sqrt(B)={real.s_over_sqrt_b:.2f}: mu_hat {s['mu_hat']['median']:.5f} "
             f"[{s['mu_hat']['p16']:.5f}, {s['mu_hat']['p84']:.5f}], "
             f"68% [{s['mu_lo68']:.5f}, {s['mu_hi68']:.5f}], "
-            f"Z {s['z']:.2f}, cov68 {s['coverage68']:.2f}, cov95 {s['coverage95']:.2f}",
+            f"Z {s['z']:.2f}, cov68 {s['coverage68']:.2f}, cov95 {s['coverage95']:.2f}"
+            + ("" if "m_x" not in s else f", m_X {s['m_x']['median']:.3f}, m_Y {s['m_y']['median']:.3f} TeV"),
             flush=True,
         )
 
     results = {"method": args.method, "background_variant": variant, "data": samples.source,
                "background": info, "n_background": n_b, "realisations": args.realisations,
                "ranode_config": config._asdict() if args.method == "ranode" else None,
+               "paws_config": None if paws is None else {**paws.config._asdict(), "ratio": args.paws_ratio},
                "injections": rows, "summary": scan_summary(rows)}  # fmt: skip
-    label = args.method if args.method == "oracle" else f"R-ANODE ({variant})"
+    label = {"oracle": "oracle", "ranode": f"R-ANODE ({variant})", "paws": f"PAWS ({variant})"}[args.method]
     plotting.mu_scan_figure(
         {label: rows},
         n_b,

@@ -32,21 +32,17 @@ from gbijax.background import BackgroundConfig, background_log_prob, background_
 from gbijax.data import ToyOptions, load_toy, toy
 from gbijax.experiment import ResultsDir
 from gbijax.inference import (
+    ClassifierRatio,
     PawsConfig,
     RanodeConfig,
-    classifier_log_ratio,
     fit_paws,
     fit_ranode,
-    mass_grid_points,
     oracle_fit,
     oracle_joint_fit,
-    parametric_training_set,
     sample_signal_model,
     signal_coordinates,
-    toy_signal_grid,
-    train_parametric_classifier,
+    train_toy_paws,
 )
-from gbijax.inference._paws import ClassifierRatio
 from gbijax.inference._ranode import _to_coordinates
 from gbijax.pipeline import analysis_samples, fit_background_variant, injected_realisations
 from gbijax.train import TrainConfig
@@ -159,21 +155,16 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
     )
 
     _stage(5, "PAWS-GBI: parametrised classifier on simulated signal vs generated background")
-    points = mass_grid_points(toy.MASS_GRID[1::2])  # 100, 200, ..., 600 GeV
-    k_sig, k_set, k_train, k_fit = jax.random.split(k_paws, 4)
-    signal_grid = toy_signal_grid(k_sig, sizes.paws_per_point, points)
-    train_set = parametric_training_set(k_set, signal_grid, points, jnp.asarray(generated, jnp.float32))
+    k_train, k_fit = jax.random.split(k_paws)
     paws_cls = classifiers.PAWS_MLP._replace(
         hidden=(128, 64, 32), n_runs=1,
         train=classifiers.PAWS_MLP.train._replace(epochs=sizes.paws_epochs, patience=6))  # fmt: skip
-    params, _ = train_parametric_classifier(k_train, train_set, paws_cls)
+    trained = train_toy_paws(k_train, generated, sizes.paws_per_point, paws_cls)  # 28 points, 50-600 GeV
     ratio_data = ClassifierRatio(
-        jnp.asarray(x, jnp.float32), params, jnp.asarray(generated[:20_000], jnp.float32)
+        jnp.asarray(x, jnp.float32), trained.params, jnp.asarray(generated[:20_000], jnp.float32)
     )
-    paws_config = PawsConfig(
-        mass_bounds=(float(points.min()), float(points.max())), n_starts=8, grid_points=11
-    )
-    paws = fit_paws(classifier_log_ratio(paws_cls), ratio_data, key=k_fit, config=paws_config)
+    paws_config = PawsConfig(mass_bounds=trained.mass_bounds, n_starts=8, grid_points=11)
+    paws = fit_paws(trained.log_ratio_fn, ratio_data, key=k_fit, config=paws_config)
     results["paws"] = {"mu_hat": paws.mu_hat, "mu_lo68": paws.mu_interval.lo, "mu_hi68": paws.mu_interval.hi,
                        "m_x": paws.params.m_x, "m_x_lo68": paws.m_x_interval.lo,
                        "m_x_hi68": paws.m_x_interval.hi, "m_y": paws.params.m_y,

@@ -56,7 +56,8 @@ def marginals_with_ratio(reference: np.ndarray, generated: np.ndarray, path: str
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = (h_gen / n_gen) / (h_ref / n_ref)
             err = ratio * np.sqrt(1 / np.maximum(h_gen, 1) + 1 / np.maximum(h_ref, 1))
-        bottom.errorbar(centres, ratio, yerr=err, fmt=".", color="tab:orange", ms=3)
+        shown = np.isfinite(ratio)  # bins empty in the reference have no ratio
+        bottom.errorbar(centres[shown], ratio[shown], yerr=err[shown], fmt=".", color="tab:orange", ms=3)
         bottom.axhline(1.0, color="black", lw=0.8)
         bottom.set_ylim(0.7, 1.3)
         bottom.set_xlabel(FEATURE_LABELS[name])

@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 
 from gbijax.data import toy
-from gbijax.inference import Measurements, compare_to_oracle, measure, summarize_measurements
+from gbijax.inference import (
+    Measurements,
+    PawsConfig,
+    compare_to_oracle,
+    fit_paws,
+    measure,
+    realisation_keys,
+    summarize_measurements,
+    toy_log_ratio,
+    toy_ratio_data,
+)
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 TINY_TOY = "toy:n_background=12000,n_signal=0,n_extra_signal=1500,n_extra_background=2000"
@@ -122,3 +132,45 @@ def test_coverage_quick(tmp_path):
     assert (out / "coverage.png").exists() and (out / "measurements.npz").exists()
     assert _run("coverage", ["--data", "cathode:/nowhere", "--method", "oracle", "--mu", "0.1",
                              "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
+
+
+def test_measure_paws_is_the_vmapped_fit_paws_and_finds_the_masses():
+    keys = jax.random.split(jax.random.key(3), 2)
+    x = jax.vmap(lambda k: toy.mixture_sample(k, 3000, 0.05, region=(3.3, 3.7))[0])(keys)
+    config = PawsConfig(n_starts=3, n_steps=60, grid_points=6, n_profile=7)
+    m = measure("paws", jax.random.key(4), x, paws_config=config)
+    assert m.m_x.shape == (2,)
+    np.testing.assert_allclose(np.asarray(m.m_x), 0.5, atol=0.03)
+    np.testing.assert_allclose(np.asarray(m.m_y), 0.1, atol=0.03)
+    lo68, hi68, lo95, hi95 = (np.asarray(v) for v in (m.lo68, m.hi68, m.lo95, m.hi95))
+    assert np.all(lo95 <= lo68) and np.all(hi68 <= hi95)
+    assert np.all(np.asarray(m.q_masses_true) >= 0)
+    # realisation 1 alone, with its own key, through the public fit: the same numbers
+    one = fit_paws(toy_log_ratio, toy_ratio_data(x[1]), key=realisation_keys(jax.random.key(4), 2)[1],
+                   config=config)  # fmt: skip
+    np.testing.assert_allclose(float(m.mu_hat[1]), float(one.mu_hat), rtol=1e-4)
+    np.testing.assert_allclose(float(m.m_x[1]), float(one.params.m_x), rtol=1e-4)
+    np.testing.assert_allclose(float(m.hi95[1]), float(one.mu_interval_95.hi), rtol=1e-3)
+    s = summarize_measurements(m, 0.05)
+    assert {"m_x", "m_y", "mass_contour_coverage68", "mass_contour_coverage95"} <= set(s)
+    with pytest.raises(ValueError, match="toy"):
+        measure("paws", jax.random.key(1), x, is_toy=False)
+
+
+@pytest.mark.slow
+def test_paws_drivers_quick(tmp_path):
+    out = tmp_path / "scan"
+    assert _run("mu_scan", ["--data", TINY_TOY, "--realisations", "2", "--max-sr-background", "360",
+                            "--quick", "--method", "paws", "--paws-ratio", "exact", "--background-variant",
+                            "exact", "--injections", "0.1", "--out", str(out)]) == 0  # fmt: skip
+    rows = json.loads((out / "results.json").read_text())["injections"]
+    assert abs(rows[1]["m_x"]["median"] - 0.5) < 0.1 and rows[1]["z"] > 3
+    out = tmp_path / "cov"
+    assert _run("coverage", ["--method", "paws", "--mu", "0.1", "--pseudo", "2", "--n-events", "400",
+                             "--quick", "--out", str(out), "--paws-per-point", "100"]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    assert res["paws_config"]["ratio"] == "classifier" and "mass_contour_coverage68" in res
+    # an exact ratio needs no background model, and PAWS has only the toy's simulated signal
+    bad = ["--method", "paws", "--paws-ratio", "exact", "--out", str(tmp_path / "bad")]
+    assert _run("mu_scan", ["--data", TINY_TOY, *bad, "--background-variant", "sideband"]) == 2
+    assert _run("mu_scan", ["--data", "cathode:/nowhere", *bad]) == 2

@@ -56,6 +56,7 @@ from gbijax.inference._measure import (  # noqa: E402
     compare_to_oracle,
     measure,
     measure_oracle,
+    measure_paws,
     measure_ranode,
     ranode_inputs,
     realisation_keys,
@@ -63,17 +64,20 @@ from gbijax.inference._measure import (  # noqa: E402
 )
 
 __all__ += [
-    "METHODS", "Measurements", "compare_to_oracle", "measure", "measure_oracle", "measure_ranode",
+    "METHODS", "Measurements", "compare_to_oracle", "measure", "measure_oracle", "measure_paws",
+    "measure_ranode",
     "ranode_inputs", "realisation_keys", "summarize_measurements",
 ]  # fmt: skip
 
 from gbijax.inference._paws import (  # noqa: E402
+    TOY_PAWS_GRID,
     ClassifierRatio,
     GlobalSignificance,
     Landscape,
     LogRatioFn,
     ParametricSample,
     PawsBootstrap,
+    PawsClassifier,
     PawsConfig,
     PawsFit,
     StartFits,
@@ -99,6 +103,7 @@ from gbijax.inference._paws import (  # noqa: E402
     toy_ratio_data,
     toy_signal_grid,
     train_parametric_classifier,
+    train_toy_paws,
 )
 
 __all__ += [
@@ -108,5 +113,5 @@ __all__ += [
     "landscape_intervals", "landscape_region", "mass_grid_points", "mixing_fractions", "mu_alpha_landscape",
     "parametric_inputs", "parametric_logit", "parametric_training_set", "paws_landscape",
     "paws_log_likelihood", "toy_log_ratio", "toy_ratio_data", "toy_signal_grid",
-    "train_parametric_classifier",
+    "train_parametric_classifier", "train_toy_paws", "PawsClassifier", "TOY_PAWS_GRID",
 ]  # fmt: skip

@@ -8,8 +8,11 @@ discovery significance ``Z``. :func:`measure` makes it for a stack of ``R`` data
   optimality yardstick (toy only).
 - ``"ranode"``: R-ANODE (:func:`fit_ranode`) against a given background log-density, with the
   events mapped to signal coordinates.
+- ``"paws"``: the PAWS fit of ``(mu, m_X, m_Y)`` (:func:`fit_paws`) with a likelihood ratio: a
+  trained parametrised classifier (PAWS-GBI), or on the toy the exact ratio (a perfect
+  classifier), which also gives the fitted masses with their intervals.
 
-Both vmap over the realisations (R-ANODE in batches of ``batch_size`` realisations through
+All vmap over the realisations (R-ANODE in batches of ``batch_size`` realisations through
 ``jax.lax.map`` to bound memory). :func:`summarize_measurements` reduces the ``(R,)`` arrays to
 what a study reports: the median and 16/84% (2.5/97.5%) quantiles of ``mu_hat``, median interval
 ends, median ``Z``, the coverage of the true ``mu`` by the intervals with binomial errors, the
@@ -29,12 +32,14 @@ import numpy as np
 from gbijax.data import DEFAULT_SR, toy
 from gbijax.data._preprocessing import Preprocessing
 from gbijax.inference._oracle import oracle_fit
+from gbijax.inference._paws import PawsConfig, _fit_core, _landscape, toy_log_ratio, toy_ratio_data
 from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode
+from gbijax.inference._stats import CL68, CL95, wilks_threshold
 
-__all__ = ["METHODS", "Measurements", "compare_to_oracle", "measure", "measure_oracle", "measure_ranode",
-           "ranode_inputs", "realisation_keys", "summarize_measurements"]  # fmt: skip
+__all__ = ["METHODS", "Measurements", "compare_to_oracle", "measure", "measure_oracle", "measure_paws",
+           "measure_ranode", "ranode_inputs", "realisation_keys", "summarize_measurements"]  # fmt: skip
 
-METHODS = ("oracle", "ranode")
+METHODS = ("oracle", "ranode", "paws")
 
 
 class Measurements(NamedTuple):
@@ -47,6 +52,12 @@ class Measurements(NamedTuple):
         q0, z: discovery test statistic and significance ``sqrt(q0)``.
         w_fit: R-ANODE learned mode: the signal fraction learned on the training folds (mean over
             folds and seeds), to compare with the held-out ``mu_hat``; NaN otherwise.
+        m_x, m_x_lo68, m_x_hi68, m_y, m_y_lo68, m_y_hi68: PAWS: the fitted masses (TeV) with
+            their 68% profile intervals; NaN for methods that do not fit masses (``None`` when
+            built by hand without them).
+        q_masses_true: PAWS with known true masses: ``-2 Delta l`` of the true ``(m_X, m_Y)``
+            (``mu`` profiled), so the true point lies in the 2-D ``CL`` contour when it is at most
+            ``wilks_threshold(CL, 2)`` (2.30 for 68.3%, 5.99 for 95%); NaN otherwise.
     """
 
     mu_hat: jax.Array
@@ -57,11 +68,19 @@ class Measurements(NamedTuple):
     q0: jax.Array
     z: jax.Array
     w_fit: jax.Array
+    m_x: jax.Array | None = None
+    m_x_lo68: jax.Array | None = None
+    m_x_hi68: jax.Array | None = None
+    m_y: jax.Array | None = None
+    m_y_lo68: jax.Array | None = None
+    m_y_hi68: jax.Array | None = None
+    q_masses_true: jax.Array | None = None
 
 
 def _from_fit(fit, w_fit) -> Measurements:
+    nan = jnp.full_like(fit.mu_hat, jnp.nan)
     return Measurements(fit.mu_hat, fit.interval_68.lo, fit.interval_68.hi, fit.interval_95.lo,
-                        fit.interval_95.hi, fit.q0, fit.z, w_fit)  # fmt: skip
+                        fit.interval_95.hi, fit.q0, fit.z, w_fit, *([nan] * 7))  # fmt: skip
 
 
 def realisation_keys(key: jax.Array, n: int, start: int = 0) -> jax.Array:
@@ -136,11 +155,71 @@ def measure_ranode(
     return jax.lax.map(one, (keys, u, log_pb, w), batch_size=batch_size)
 
 
+@functools.partial(
+    jax.jit, static_argnames=("log_ratio_fn", "config", "data_axes", "batch_size", "true_masses")
+)
+def measure_paws(
+    keys: jax.Array,
+    data,
+    weight: jax.Array,
+    log_ratio_fn,
+    config: PawsConfig = PawsConfig(),
+    data_axes=0,
+    batch_size: int | None = None,
+    true_masses: tuple[float, float] | None = None,
+) -> Measurements:
+    """PAWS (:func:`fit_paws`: multi-start fit, profile intervals, ``q0``) on ``R`` realisations at once.
+
+    Args:
+        keys: ``(R,)`` PRNG keys of the random starts.
+        data: the ratio data of ``log_ratio_fn`` with a leading realisation axis where
+            ``data_axes`` (a ``vmap`` ``in_axes`` prefix, static) says so, e.g.
+            ``ClassifierRatio(0, None, None, None)`` for events per realisation and one classifier.
+        weight: ``(R, N)`` per-event weights.
+        log_ratio_fn: the :data:`LogRatioFn` (static: :func:`classifier_log_ratio` or
+            :func:`toy_log_ratio`).
+        config: :class:`PawsConfig` (static).
+        data_axes: see ``data``.
+        batch_size: realisations per vectorised batch (``jax.lax.map``), ``None``: all at once.
+        true_masses: ``(m_X, m_Y)`` (static) to evaluate ``q_masses_true`` (2-D contour coverage).
+    """
+
+    def one(k, d, w):
+        fit = _fit_core((log_ratio_fn,), (d,), w, k, None, config)
+        q_true = jnp.nan
+        if true_masses is not None:
+            mx, my = (jnp.asarray([v], fit.mu_hat.dtype) for v in true_masses)
+            (mu_lo, mu_hi), no_alpha = config.mu_bounds, jnp.zeros(0, mx.dtype)
+            at_truth = _landscape((log_ratio_fn,), (d,), w, mx, my, no_alpha, mu_lo, mu_hi, 1, config.n_iter)
+            q_true = jnp.maximum(2.0 * (fit.log_likelihood_max - at_truth.log_likelihood[0, 0]), 0.0)
+        f32 = lambda v: jnp.asarray(v, jnp.float32)
+        return Measurements(*map(f32, (
+            fit.mu_hat, fit.mu_interval.lo, fit.mu_interval.hi, fit.mu_interval_95.lo, fit.mu_interval_95.hi,
+            fit.q0, fit.z, jnp.nan, fit.params.m_x, fit.m_x_interval.lo, fit.m_x_interval.hi, fit.params.m_y,
+            fit.m_y_interval.lo, fit.m_y_interval.hi, q_true)))  # fmt: skip
+
+    if batch_size is None:
+        return jax.vmap(one, in_axes=(0, data_axes, 0))(keys, data, weight)
+    n = keys.shape[0]
+    return jax.lax.map(
+        lambda i: one(keys[i], jax.tree.map(lambda v, a: v if a is None else v[i], data, data_axes,
+                                            is_leaf=lambda v: v is None), weight[i]),
+        jnp.arange(n), batch_size=batch_size,
+    )  # fmt: skip
+
+
+@functools.cache
+def _exact_toy_ratio(region: tuple[float, float]):
+    """One function object per region, so jitted measurements compile once."""
+    return functools.partial(toy_log_ratio, region=region)
+
+
 def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessing | None = None,
             weight=None, config: RanodeConfig = RanodeConfig(), batch_size: int | None = None,
             signal: toy.SignalParams = toy.DEFAULT_SIGNAL, region=DEFAULT_SR, is_toy: bool = True,
+            log_ratio_fn=None, ratio_data=None, ratio_axes=0, paws_config: PawsConfig = PawsConfig(),
             ) -> Measurements:  # fmt: skip
-    """Measure ``mu`` in ``R`` realisations with ``method`` (``"oracle"`` or ``"ranode"``).
+    """Measure ``mu`` in ``R`` realisations with ``method`` (``"oracle"``, ``"ranode"`` or ``"paws"``).
 
     Args:
         method: one of :data:`METHODS`.
@@ -155,13 +234,17 @@ def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessin
         signal: the toy signal masses (oracle).
         region: the signal region.
         is_toy: the events are from the analytic toy (the oracle exists only there).
+        log_ratio_fn, ratio_data, ratio_axes: PAWS: the ratio model, its data with the
+            realisation axis where ``ratio_axes`` says (see :func:`measure_paws`); without them,
+            on the toy, the exact ratio :func:`toy_log_ratio` of ``x`` (a perfect classifier).
+        paws_config: PAWS settings (the fitted ``mu`` bounds, masses, starts, profile points).
 
     Returns:
         :class:`Measurements` with ``(R,)`` arrays.
 
     Raises:
-        ValueError: an unknown method, the oracle off the toy, or R-ANODE without ``log_pb`` and
-            ``coords``.
+        ValueError: an unknown method, the oracle (or the exact PAWS ratio) off the toy, or
+            R-ANODE without ``log_pb`` and ``coords``.
     """
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 3 or x.shape[-1] != 5:
@@ -171,11 +254,21 @@ def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessin
         if not is_toy:
             raise ValueError("the oracle (exact likelihood) exists only for the analytic toy (--data toy)")
         return measure_oracle(x, weight, signal, (float(region[0]), float(region[1])))
-    if method != "ranode":
+    if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    keys = realisation_keys(key, x.shape[0]) if jnp.ndim(key) == 0 else key
+    if method == "paws":
+        if log_ratio_fn is None:
+            if not is_toy:
+                raise ValueError("the exact PAWS ratio exists only on the analytic toy: pass a classifier")
+            lo, hi = float(region[0]), float(region[1])
+            log_ratio_fn = _exact_toy_ratio((lo, hi))
+            ratio_data, ratio_axes = jax.vmap(lambda xx: toy_ratio_data(xx, (lo, hi)))(x), 0
+        truth = (float(signal.m_x), float(signal.m_y)) if is_toy else None
+        return measure_paws(keys, ratio_data, weight, log_ratio_fn, paws_config, ratio_axes, batch_size,
+                            truth)  # fmt: skip
     if log_pb is None or coords is None:
         raise ValueError("R-ANODE needs the background log-density log_pb and the signal coordinates coords")
-    keys = realisation_keys(key, x.shape[0]) if jnp.ndim(key) == 0 else key
     u, log_pb_u = ranode_inputs(coords, x, log_pb)
     return measure_ranode(keys, u, log_pb_u, weight, config, batch_size)
 
@@ -205,7 +298,7 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
     (``mean(mu_hat) - mu_true``), ``median_bias``, ``relative_bias`` (``bias / mu_true``),
     and ``w_fit`` (R-ANODE learned mode, the training-fold fraction) where present.
     """
-    a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items()}
+    a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items() if v is not None}
     z = np.nan_to_num(a["z"], nan=0.0)
     out = {
         "n": int(len(a["mu_hat"])),
@@ -222,6 +315,15 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
     }  # fmt: skip
     if np.isfinite(a["w_fit"]).any():
         out["w_fit"] = _quantiles(a["w_fit"])
+    for mass in ("m_x", "m_y"):
+        if mass in a and np.isfinite(a[mass]).any():
+            out[mass] = _quantiles(a[mass])
+            for end in ("lo68", "hi68"):
+                out[f"{mass}_{end}"] = float(np.median(a[f"{mass}_{end}"]))
+    if "q_masses_true" in a and np.isfinite(a["q_masses_true"]).any():
+        for cl, level in (("68", CL68), ("95", CL95)):
+            inside = a["q_masses_true"] <= float(wilks_threshold(level, 2))
+            out[f"mass_contour_coverage{cl}"], out[f"mass_contour_coverage{cl}_err"] = _fraction(inside)
     if mu_true is not None:
         mu_true = float(mu_true)
         for cl, lo, hi in (("68", a["lo68"], a["hi68"]), ("95", a["lo95"], a["hi95"])):
@@ -240,8 +342,8 @@ def compare_to_oracle(m: Measurements, oracle: Measurements) -> dict:
     ``z_ratio = median(Z) / median(Z_oracle)``, and the medians of the per-pseudo-experiment
     ratios (``*_ratio_paired``). The goal at ``S/sqrt(B) = 3``: width <= 1.3, Z >= 0.8.
     """
-    a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items()}
-    o = {k: np.asarray(v, np.float64).reshape(-1) for k, v in oracle._asdict().items()}
+    a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items() if v is not None}
+    o = {k: np.asarray(v, np.float64).reshape(-1) for k, v in oracle._asdict().items() if v is not None}
     out = {}
     for cl in ("68", "95"):
         w, wo = a[f"hi{cl}"] - a[f"lo{cl}"], o[f"hi{cl}"] - o[f"lo{cl}"]

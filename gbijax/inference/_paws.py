@@ -67,6 +67,7 @@ from gbijax.data import DEFAULT_SR, toy
 from gbijax.inference._oracle import MASS_BOUNDS, _interval, _lm_maximize, _profile_grids
 from gbijax.inference._stats import (
     CL68,
+    CL95,
     Interval,
     bootstrap,
     discovery,
@@ -84,7 +85,7 @@ __all__ = [
     "kappa_from_background", "kappa_from_counts", "landscape_intervals", "landscape_region",
     "mass_grid_points", "mixing_fractions", "mu_alpha_landscape", "parametric_inputs", "parametric_logit",
     "parametric_training_set", "paws_landscape", "paws_log_likelihood", "toy_log_ratio", "toy_ratio_data",
-    "toy_signal_grid", "train_parametric_classifier",
+    "toy_signal_grid", "train_parametric_classifier", "train_toy_paws", "PawsClassifier", "TOY_PAWS_GRID",
 ]  # fmt: skip
 
 LogRatioFn = Callable[[Any, jax.Array], jax.Array]
@@ -258,6 +259,51 @@ def train_parametric_classifier(
     return train_ensemble(key, inputs, sample.y, sample.weight, config)
 
 
+class PawsClassifier(NamedTuple):
+    """A trained parametrised classifier ready for :func:`fit_paws`.
+
+    Attributes:
+        log_ratio_fn: its :data:`LogRatioFn` (:func:`classifier_log_ratio`).
+        params: the trained runs (stacked, averaged in :func:`parametric_logit`).
+        mass_bounds: the trained mass range ``(lo, hi)`` (TeV): use it as ``PawsConfig.mass_bounds``.
+        history: the training history.
+    """
+
+    log_ratio_fn: LogRatioFn
+    params: ClassifierParams
+    mass_bounds: tuple[float, float]
+    history: History
+
+
+TOY_PAWS_GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+"""Default mass grid of :func:`train_toy_paws` (TeV): 100 GeV steps, plus 50 GeV so that a
+100 GeV mass is not on the edge of the trained range."""
+
+
+def train_toy_paws(
+    key: jax.Array, background: ArrayLike, n_per_point: int, config: ClassifierConfig = PAWS_MLP,
+    grid: Sequence[float] = TOY_PAWS_GRID, region=DEFAULT_SR, ordered: bool = True,
+) -> PawsClassifier:  # fmt: skip
+    """PAWS-GBI's classifier on the toy: simulated parametric signal on a mass grid against ``background``.
+
+    The signal is the toy's ``W' -> X Y`` family, ``n_per_point`` events at every ``(m_x, m_y)``
+    pair of ``grid`` (:func:`mass_grid_points`) with ``m_x >= m_y`` when ``ordered`` (the jets
+    are ordered by mass, so the other half is the same physics; fit with
+    ``PawsConfig(ordered=True)``, the default); the background class is ``background`` (in
+    GBI: the generator's signal-region samples). One vmapped program trains all points
+    (:func:`train_parametric_classifier`).
+    """
+    points = mass_grid_points(grid)
+    if ordered:
+        points = points[points[:, 0] >= points[:, 1]]
+    k_sig, k_set, k_train = jax.random.split(key, 3)
+    signal = toy_signal_grid(k_sig, n_per_point, points, region)
+    sample = parametric_training_set(k_set, signal, points, jnp.asarray(background, jnp.float32))
+    params, history = train_parametric_classifier(k_train, sample, config)
+    bounds = (float(np.min(points)), float(np.max(points)))
+    return PawsClassifier(classifier_log_ratio(config), params, bounds, history)
+
+
 def parametric_logit(
     params: ClassifierParams, x: ArrayLike, theta: ArrayLike, config: ClassifierConfig
 ) -> jax.Array:
@@ -407,6 +453,26 @@ def mixing_fractions(alpha: ArrayLike) -> jax.Array:
     alpha = jnp.asarray(alpha)
     rest = jnp.concatenate([jnp.ones(1, alpha.dtype), jnp.cumprod(1.0 - alpha)])
     return rest * jnp.concatenate([alpha, jnp.ones(1, alpha.dtype)])
+
+
+def _mass_ordered(fns, config: PawsConfig) -> tuple[LogRatioFn, ...]:
+    """With ``config.ordered`` the ratios are evaluated at ``(max(m), min(m))``.
+
+    Jets ordered by mass make the likelihood symmetric under ``X <-> Y``; a classifier trained on
+    ``m_x >= m_y`` points (or one that learned the two orders slightly differently) is only used
+    where it was trained, so the fitted point and its reported mass-ordered version agree.
+    """
+    if not config.ordered:
+        return fns
+
+    def wrap(fn):
+        def ordered(data, theta):
+            theta = jnp.asarray(theta)
+            return fn(data, jnp.stack([jnp.max(theta[:2]), jnp.min(theta[:2])]))
+
+        return ordered
+
+    return tuple(wrap(fn) for fn in fns)
 
 
 def _log_lambda(fns, datas, theta, alpha) -> jax.Array:
@@ -561,6 +627,7 @@ def paws_landscape(
 
 @partial(jax.jit, static_argnames=("fns", "config"))
 def _landscape_core(fns, datas, weight, m_x, m_y, alpha, config: PawsConfig) -> Landscape:
+    fns = _mass_ordered(fns, config)
     dtype = _dtype(fns, datas)
     mu_lo, mu_hi = (jnp.asarray(v, dtype) for v in config.mu_bounds)
     return _landscape(fns, datas, weight, m_x.astype(dtype), m_y.astype(dtype), alpha.astype(dtype),
@@ -653,6 +720,7 @@ def _order(p: jax.Array, ordered: bool) -> jax.Array:
 
 
 def _starts_core(fns, datas, weight, starts, config: PawsConfig) -> StartFits:
+    fns = _mass_ordered(fns, config)
     dtype = _dtype(fns, datas)
     lower, upper = _box(len(fns), config, dtype)
     one = lambda q0: _fit_one_start(fns, datas, weight, q0, lower, upper, config)
@@ -725,6 +793,8 @@ class PawsFit(NamedTuple):
         starts: every start's result (:class:`StartFits`).
         median_best: ``(P,)`` median over the best ``config.n_best`` starts (the reference's
             estimate; masses ordered per start when ``config.ordered``).
+        mu_interval_95: the 95% interval of ``mu`` from the same profile scan (``-2 Delta l <=
+            3.84``; the scan spans ``+- (2 sqrt(t) + 0.5) sigma``, enough for 95% when ``t >= 1``).
     """
 
     mu_hat: jax.Array
@@ -743,6 +813,7 @@ class PawsFit(NamedTuple):
     landscape: Landscape
     starts: StartFits
     median_best: jax.Array
+    mu_interval_95: Interval
 
     @property
     def vector(self) -> jax.Array:
@@ -800,6 +871,7 @@ def _random_starts(key, n_starts: int, n_modes: int, lower, upper):
 
 @partial(jax.jit, static_argnames=("fns", "config"))
 def _fit_core(fns, datas, weight, key, starts, config: PawsConfig) -> PawsFit:
+    fns = _mass_ordered(fns, config)
     dtype = _dtype(fns, datas)
     n_modes = len(fns)
     lower, upper = _box(n_modes, config, dtype)
@@ -826,10 +898,12 @@ def _fit_core(fns, datas, weight, key, starts, config: PawsConfig) -> PawsFit:
                  for k in range(p_hat.shape[0])]  # fmt: skip
     alpha_interval = jax.tree.map(lambda *a: jnp.stack(a), *intervals[3:]) if n_modes > 1 else Interval(
         *([jnp.zeros(0, dtype)] * 4 + [jnp.zeros(0, bool)] * 2))  # fmt: skip
+    mu_95 = _interval(grids[0], scans[0], p_hat[0], ll_hat, sd[0], wilks_threshold(CL95).astype(dtype),
+                      config.n_profile > 0)  # fmt: skip
     test = discovery(ll_hat, jnp.zeros_like(ll_hat), p_hat[0])
     return PawsFit(
         p_hat[0], toy.SignalParams(p_hat[1], p_hat[2]), p_hat[3:], ll_hat, cov, sd, *intervals[:3],
-        alpha_interval, test.q0, test.z, test.p_value, land, runs, _median_best(runs, config),
+        alpha_interval, test.q0, test.z, test.p_value, land, runs, _median_best(runs, config), mu_95,
     )  # fmt: skip
 
 
@@ -925,6 +999,7 @@ def mu_alpha_landscape(
 
 @partial(jax.jit, static_argnames=("fns", "config", "profile_steps"))
 def _mu_alpha_core(fns, datas, weight, p_hat, mu, alpha, config: PawsConfig, profile_steps: int):
+    fns = _mass_ordered(fns, config)
     dtype = _dtype(fns, datas)
     lower, upper = _box(len(fns), config, dtype)
     f = _joint(fns, datas, weight)
@@ -976,6 +1051,7 @@ def bootstrap_paws(
 
 @partial(jax.jit, static_argnames=("fns", "config", "n_replicas", "steps", "batch_size", "n_events"))
 def _bootstrap_core(fns, datas, weight, p_hat, key, config, n_replicas, steps, batch_size, n_events):
+    fns = _mass_ordered(fns, config)
     dtype = _dtype(fns, datas)
     lower, upper = _box(len(fns), config, dtype)
     p_hat = p_hat.astype(dtype)
@@ -1066,6 +1142,7 @@ def _scan_q0(log_lams, weight, mu_lo, mu_hi, config: PawsConfig) -> jax.Array:
 
 @partial(jax.jit, static_argnames=("fns", "n_toys", "config"))
 def _global_core(fns, datas, bdatas, weight, key, thetas, alphas, n_toys: int, config: PawsConfig):
+    fns = _mass_ordered(fns, config)
     dtype = _dtype(fns, datas)
     mu_lo, mu_hi = (jnp.asarray(v, dtype) for v in config.mu_bounds)
     thetas, alphas = thetas.astype(dtype), alphas.astype(dtype)
