@@ -468,7 +468,8 @@ def main(args, out: ResultsDir) -> dict:
                 "optimal_features"]["auc"]  # fmt: skip
 
     # ---- figures
-    source = samples.source if len(samples.source) <= 70 else samples.source[:67] + "..."
+    kind, _, where = samples.source.partition(":")
+    source = samples.source if len(samples.source) <= 50 else f"{kind}:.../{Path(where).name}"
     title = (f"{source}\nS = {real.n_signal} (mu = {real.mu:.2%}, "
              f"S/sqrt(B) = {real.s_over_sqrt_b:.2f}), {n_real} realisation(s)")  # fmt: skip
     sic_refs = {k: v for k, v in refs.items() if not k.endswith("eps_B")}
