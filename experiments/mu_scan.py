@@ -420,6 +420,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         title=f"{samples.source}: {label}, {args.realisations} realisations",
     )
     plotting.coverage_vs_mu_figure({label: rows}, out.figure_path("coverage"))
+    plotting.significance_figure({label: rows}, out.figure_path("significance"))
     out.write_results(results)
     print(f"results in {out.path}", flush=True)
 

@@ -316,12 +316,12 @@ def measurement_summary(results: dict, mu_true: float, path: str | Path) -> Path
     """
     rows = [("oracle", results["oracle"], "lo68", "hi68", "lo95", "hi95"),
             ("R-ANODE", results["ranode"], "lo68", "hi68", "lo95", "hi95"),
-            ("PAWS-GBI", results["paws"], "mu_lo68", "mu_hi68", None, None)]  # fmt: skip
+            ("PAWS-GBI", results["paws"], "mu_lo68", "mu_hi68", "mu_lo95", "mu_hi95")]  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     ax = axes[0]
     for i, (_, r, lo, hi, lo95, hi95) in enumerate(rows):
         y = len(rows) - 1 - i
-        if lo95 is not None:
+        if lo95 in r:
             ax.hlines(y, 100 * float(r[lo95]), 100 * float(r[hi95]), color=_METHOD_COLORS[i], lw=1.2)
         ax.hlines(y, 100 * float(r[lo]), 100 * float(r[hi]), color=_METHOD_COLORS[i], lw=4)
         ax.plot(100 * float(r["mu_hat"]), y, "o", color="black", ms=4)
@@ -342,4 +342,79 @@ def measurement_summary(results: dict, mu_true: float, path: str | Path) -> Path
     ax.set_xlabel(r"$m_X$ [GeV]")
     ax.set_ylabel(r"$m_Y$ [GeV]")
     ax.legend(frameon=False, fontsize="small")
+    return _save(fig, path)
+
+
+MASS_AXES = ((r"$m_X$ [GeV]", 1000.0), (r"$m_Y$ [GeV]", 1000.0))
+"""Axis labels and scales (TeV -> GeV) of an (m_X, m_Y) landscape for :func:`likelihood_contours`."""
+MU_ALPHA_AXES = ((r"signal fraction $\mu$", 1.0), (r"mode fraction $\alpha$", 1.0))
+"""Axis labels of a (mu, alpha) landscape (:func:`gbijax.inference.mu_alpha_landscape`)."""
+
+
+def likelihood_contours(x, y, log_likelihood, path: str | Path, axes=MASS_AXES, truth=None, best=None,
+                        log_likelihood_max: float | None = None, title: str = "") -> Path:  # fmt: skip
+    """The 68% and 95% two-parameter confidence regions of a profile-likelihood landscape.
+
+    Contours of ``-2 (l - l_max)`` at the two-parameter Wilks thresholds 2.30 and 5.99, e.g. over
+    ``(m_X, m_Y)`` with ``mu`` profiled (:func:`gbijax.inference.paws_landscape`) or over
+    ``(mu, alpha)`` (:func:`gbijax.inference.mu_alpha_landscape`, ``axes=MU_ALPHA_AXES``).
+
+    Args:
+        x, y: ``(G_x,)``, ``(G_y,)`` grid axes.
+        log_likelihood: ``(G_x, G_y)`` profile log-likelihood (rows ``x``).
+        path: the PNG to write.
+        axes: ``((x label, x scale), (y label, y scale))``; the default draws masses in GeV.
+        truth, best: optional ``(x, y)`` points (unscaled) to mark.
+        log_likelihood_max: the fit's maximum (default: the grid's).
+        title: figure title.
+    """
+    (x_label, x_scale), (y_label, y_scale) = axes
+    ll = np.asarray(log_likelihood, np.float64)
+    l_max = np.nanmax(ll) if log_likelihood_max is None else max(float(log_likelihood_max), np.nanmax(ll))
+    q = -2.0 * (ll - l_max)
+    gx, gy = x_scale * np.asarray(x), y_scale * np.asarray(y)
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    shown = ax.pcolormesh(gx, gy, np.minimum(q, 25.0).T, cmap="viridis_r", shading="auto")
+    fig.colorbar(shown, ax=ax, label=r"$-2\,\Delta \ln L$ (capped at 25)")
+    ax.contour(gx, gy, q.T, levels=[2.30, 5.99], colors=["white", "white"], linestyles=["-", "--"])
+    ax.plot([], [], "w-", label="68% (2.30)")
+    ax.plot([], [], "w--", label="95% (5.99)")
+    if best is not None:
+        ax.plot(x_scale * best[0], y_scale * best[1], "o", color="tab:orange", ms=6, label="fit")
+    if truth is not None:
+        ax.plot(x_scale * truth[0], y_scale * truth[1], "*", color="red", ms=12, label="truth")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    leg = ax.legend(fontsize="small", facecolor="0.3", labelcolor="white", framealpha=0.8)
+    leg.get_frame().set_edgecolor("none")
+    if title:
+        ax.set_title(title, fontsize="small")
+    return _save(fig, path)
+
+
+def significance_figure(curves: dict, path: str | Path, title: str = "") -> Path:
+    """Discovery significance against ``S/sqrt(B)`` for several methods (the paper's sensitivity comparison).
+
+    Args:
+        curves: label -> per-injection dicts of ``experiments/mu_scan.py``'s ``results.json``
+            (``s_over_sqrt_b``, median ``z`` and ``z_quantiles`` with ``p16``/``p84``).
+        path: the PNG to write.
+        title: figure title.
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    for c, (label, rows) in zip(_METHOD_COLORS, curves.items(), strict=False):
+        sig = sorted((r for r in rows if r["s_over_sqrt_b"] > 0), key=lambda r: r["s_over_sqrt_b"])
+        s = np.array([r["s_over_sqrt_b"] for r in sig])
+        ax.plot(s, [r["z"] for r in sig], "o-", color=c, ms=4, label=label)
+        ax.fill_between(s, [r["z_quantiles"]["p16"] for r in sig], [r["z_quantiles"]["p84"] for r in sig],
+                        color=c, alpha=0.2, lw=0)  # fmt: skip
+    for z in (3.0, 5.0):
+        ax.axhline(z, color="gray", lw=0.8, ls="--")
+        ax.text(ax.get_xlim()[0], z, f" {z:g} sigma", va="bottom", fontsize="x-small", color="gray")
+    ax.set_xscale("log")
+    ax.set_xlabel(r"$S/\sqrt{B}$ in the signal region")
+    ax.set_ylabel(r"median discovery significance $Z$ (band: 16-84%)")
+    ax.legend(frameon=False, fontsize="x-small", loc="upper left")
+    if title:
+        ax.set_title(title, fontsize="medium")
     return _save(fig, path)

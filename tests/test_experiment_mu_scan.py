@@ -115,9 +115,18 @@ def test_mu_scan_oracle_and_ranode_quick(tmp_path):
     assert len(rows) == 2 and all(len(r["per_realisation"]["mu_hat"]) == 2 for r in rows)
     assert all(np.isfinite(r["mu_hat"]["median"]) and r["mu_lo95"] <= r["mu_hi95"] for r in rows)
     assert (out / "mu_scan.png").exists()
+    assert (out / "significance.png").exists()
     # the oracle is toy-only, and it has no learned background variant
     assert _run("mu_scan", ["--method", "oracle", "--background-variant", "sideband", "--out",
                             str(tmp_path / "bad")]) == 2  # fmt: skip
+    # both runs in one comparison
+    cmp = tmp_path / "compare"
+    assert _run("compare", ["--runs", str(tmp_path / "oracle"), str(out), "--out", str(cmp)]) == 0
+    smallest = json.loads((cmp / "results.json").read_text())["smallest_injection"]
+    z5 = smallest["oracle (exact likelihood)"]["z5"]
+    assert z5 is not None and 0 < z5["mu"] <= 0.11 and z5["s_over_sqrt_b"] > 0
+    assert {"R-ANODE (exact)"} <= set(smallest) and (cmp / "significance.png").exists()
+    assert _run("compare", ["--runs", str(tmp_path / "bad"), "--out", str(tmp_path / "cmp_bad")]) == 2
 
 
 def test_coverage_quick(tmp_path):

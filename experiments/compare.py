@@ -1,0 +1,66 @@
+"""Several ``mu_scan`` runs in one picture: mu_hat vs mu_true and Z vs S/sqrt(B) side by side.
+
+    python experiments/compare.py --runs results/mu_scan_paws results/mu_scan_ranode results/mu_scan_oracle \\
+        --out results/compare
+
+Reads each run's ``results.json`` (``experiments/mu_scan.py``), labels it by method and background
+variant, and writes ``mu_scan.png``, ``significance.png``, ``coverage.png`` and a ``results.json``
+with each method's smallest ``mu`` (and ``S/sqrt(B)``) reaching a median Z of 3 and 5. The runs
+should share the data and injections (their ``B`` is taken from the first run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import gbijax  # noqa: F401
+from gbijax import plotting
+from gbijax.experiment import ResultsDir, run_experiment
+
+LABELS = {"oracle": "oracle (exact likelihood)", "ranode": "R-ANODE", "paws": "PAWS-GBI"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compare", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="mu_scan results directories")
+    parser.add_argument("--out", required=True, help="results directory")
+    return parser
+
+
+def _label(res: dict) -> str:
+    label = LABELS.get(res["method"], res["method"])
+    return label if res["method"] == "oracle" else f"{label} ({res['background_variant']})"
+
+
+def _first(rows: list[dict], z: float) -> dict | None:
+    ordered = sorted(rows, key=lambda r: r["mu_true"])
+    hit = next((r for r in ordered if r["mu_true"] > 0 and r["z"] >= z), None)
+    return None if hit is None else {"mu": hit["mu_true"], "s_over_sqrt_b": hit["s_over_sqrt_b"]}
+
+
+def main(args: argparse.Namespace, out: ResultsDir) -> None:
+    curves, n_background = {}, None
+    for run in args.runs:
+        path = Path(run) / "results.json"
+        if not path.is_file():
+            raise ValueError(f"no mu_scan results.json in {run}")
+        res = json.loads(path.read_text())
+        if "injections" not in res:
+            raise ValueError(f"{path} is not a mu_scan result (no 'injections')")
+        curves[_label(res)] = res["injections"]
+        n_background = n_background or res["n_background"]
+    plotting.mu_scan_figure(curves, n_background, out.figure_path("mu_scan"))
+    plotting.significance_figure(curves, out.figure_path("significance"))
+    plotting.coverage_vs_mu_figure(curves, out.figure_path("coverage"))
+    summary = {label: {"z3": _first(rows, 3.0), "z5": _first(rows, 5.0)} for label, rows in curves.items()}
+    out.write_results({"runs": args.runs, "smallest_injection": summary})
+    for label, s in summary.items():
+        print(f"  {label}: Z >= 3 from {s['z3']}, Z >= 5 from {s['z5']}", flush=True)
+    print(f"results in {out.path}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run_experiment(main, build_parser()))
