@@ -176,7 +176,7 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
     fitted, truth = np.array([paws.params.m_x, paws.params.m_y], float), np.array([0.5, 0.1])
     pad = np.maximum(3.0 * np.asarray(paws.std[1:3]), 0.005)  # 3 sigma (at least 5 GeV) beyond fit and truth
     lo, hi = np.minimum(fitted, truth) - pad, np.maximum(fitted, truth) + pad
-    axes = [np.clip(np.linspace(lo[i], hi[i], 31), *trained.mass_bounds) for i in range(2)]
+    axes = [np.clip(np.linspace(lo[i], hi[i], 21), *trained.mass_bounds) for i in range(2)]
     land = paws_landscape(trained.log_ratio_fn, ratio_data, *axes, config=paws_config)
     contours = results_dir.figure_path("paws_mass_contours")
     plotting.likelihood_contours(land.m_x, land.m_y, land.log_likelihood, contours,
