@@ -61,3 +61,21 @@ def write_json(name: str, payload: dict) -> Path:
     path = out / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
     return path
+
+
+def write_section(section: str) -> Path:
+    """Put ``section`` (its first line is its ``## `` title) into ``benchmarks/RESULTS.md``.
+
+    A section with the same title is replaced up to the next ``## `` title; a new one is appended.
+    """
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    title = section.splitlines()[0]
+    if title in text:
+        head, _, rest = text.partition(title)
+        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    return path

@@ -33,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gbijax  # noqa: E402, F401  (sets the XLA CPU flag before JAX starts)
-from benchmarks._common import HERE, peak_rss_mb, timed, write_json  # noqa: E402
+from benchmarks._common import HERE, peak_rss_mb, timed, write_json, write_section  # noqa: E402
 from gbijax.background import make_generator  # noqa: E402
 from gbijax.data import fit_preprocessing, forward, toy  # noqa: E402
 from gbijax.generators import as_loss_fn, fit_ensemble, init_ensemble  # noqa: E402
@@ -134,16 +134,7 @@ scatter by 10-20%), JAX {m['jax']}, device `{m['device']}`.
 |---|---|---|---|---|---|---|---|---|---|---|---|
 {rows}
 """
-    path = HERE / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if SECTION in old:
-        head, _, rest = old.partition(SECTION)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        new = head + text + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-    return path
+    return write_section(text)
 
 
 def main(argv=None):

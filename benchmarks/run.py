@@ -20,6 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import write_section
 from benchmarks.bench_ensemble import _update_results_md as ensemble_section
 
 HERE = Path(__file__).resolve().parent
@@ -135,22 +136,12 @@ max |difference| {c['max_abs_difference']:.1e}; coverage 68% {c['coverage68']:.3
 
 def write_report() -> Path:
     """Rewrite RESULTS.md: the ensemble section (bench_ensemble) then the other sections."""
-    path = HERE / "RESULTS.md"
     if any((HERE / "results").glob("ensemble_*.json")):
         ensemble_section()
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
     for section in (generators_section(), ranode_section(), paws_section()):
-        if not section:
-            continue
-        title = section.splitlines()[0]
-        if title in text:
-            head, _, rest = text.partition(title)
-            tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-            text = head + section + ("\n" + tail if tail else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-    return path
+        if section:
+            write_section(section)
+    return HERE / "RESULTS.md"
 
 
 def main(argv=None) -> int:
