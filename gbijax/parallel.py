@@ -88,13 +88,25 @@ def sharded_vmap(
         memory_fraction: share of one device's memory a chunk may use (automatic chunking).
 
     Returns:
-        A function of the stacked arguments returning the stacked results.
+        A function of the stacked arguments returning the stacked results. It compiles once
+        per device set and argument shapes (the automatic chunk size is also measured once per
+        shapes), so calling it again costs only the run.
     """
+    programs: dict = {}  # devices -> jitted program (jax.jit caches its compilations per shapes)
+    chunk_sizes: dict = {}  # argument shapes and dtypes -> automatic chunk size
+
+    def per_device_chunk(args) -> int:
+        if chunk_size:
+            return chunk_size
+        signature = tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(args))
+        if signature not in chunk_sizes:
+            chunk_sizes[signature] = auto_chunk_size(fn, args, memory_fraction)
+        return chunk_sizes[signature]
 
     def run(*args):
         n = _leading_size(args)
         devs = list(devices) if devices is not None else jax.devices()
-        per_device = chunk_size or auto_chunk_size(fn, args, memory_fraction)
+        per_device = per_device_chunk(args)
         per_device = max(1, min(per_device, math.ceil(n / len(devs))))
         width = per_device * len(devs)
         n_chunks = math.ceil(n / width)
@@ -108,7 +120,9 @@ def sharded_vmap(
         mesh = Mesh(np.asarray(devs), ("batch",))
         sharding = NamedSharding(mesh, PartitionSpec(None, "batch"))
         stacked = jax.tree.map(lambda a: jax.device_put(a, sharding), stacked)
-        out = _compiled(fn, sharding)(stacked)
+        if tuple(devs) not in programs:
+            programs[tuple(devs)] = _compiled(fn, sharding)
+        out = programs[tuple(devs)](stacked)
         return jax.tree.map(lambda a: a.reshape(n_chunks * width, *a.shape[2:])[:n], out)
 
     return run

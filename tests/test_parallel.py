@@ -35,6 +35,24 @@ def test_auto_chunk_size_respects_the_memory_budget():
     assert auto_chunk_size(big, args, memory_fraction=1e-12) == 1
 
 
+def test_repeated_calls_compile_once():
+    traces = []
+
+    def item(x):
+        traces.append(1)  # runs only while JAX traces the function
+        return 2.0 * x
+
+    for chunk in (2, None):
+        traces.clear()
+        f = sharded_vmap(item, chunk_size=chunk)
+        assert f(jnp.arange(5.0)).tolist() == [0.0, 2.0, 4.0, 6.0, 8.0]
+        first = len(traces)
+        assert f(jnp.arange(5.0) + 1).tolist() == [2.0, 4.0, 6.0, 8.0, 10.0]
+        assert len(traces) == first  # the second call reuses the compiled program (and chunk size)
+        f(jnp.arange(7.0))  # new shapes compile anew
+        assert len(traces) > first
+
+
 MULTI_DEVICE = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from gbijax.parallel import sharded_vmap
