@@ -185,6 +185,10 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         print(f"  (m_X, m_Y) contour coverage: 68% {s['mass_contour_coverage68']:.3f} +- "
               f"{s['mass_contour_coverage68_err']:.3f}, 95% {s['mass_contour_coverage95']:.3f} +- "
               f"{s['mass_contour_coverage95_err']:.3f}", flush=True)  # fmt: skip
+    for name, s in summaries.items():
+        extra = f", shape std (median) {s['shape_std']['median']:.5f}" if "shape_std" in s else ""
+        print(f"  {name:7s}: pull std {s['pull']['std']:.2f} (16-84%: {s['pull']['robust_std']:.2f}){extra}",
+              flush=True)  # fmt: skip
     if "ratio_to_oracle" in results:
         r = results["ratio_to_oracle"]
         print(f"  ratio to oracle: width68 {r['width68_ratio']:.3f}, Z {r['z_ratio']:.3f}", flush=True)

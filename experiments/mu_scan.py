@@ -40,6 +40,7 @@ from gbijax.data import fit_preprocessing, toy
 from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment
 from gbijax.generators import SplineFlowConfig
 from gbijax.inference import (
+    TOY_PAWS_GRID,
     ClassifierRatio,
     Measurements,
     PawsClassifier,
@@ -78,6 +79,13 @@ def add_ranode_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--k-folds", type=int, default=3, help="folds of the k-fold (each held out once)")
     g.add_argument("--n-seeds", type=int, default=1, help="signal flows per fold (and per w), averaged")
+    g.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=4,
+        help="learned mode: bootstrap-replica flows per fold whose spread of mu_hat (the learned shape's "
+        "uncertainty) enters the intervals; 0: plain Wilks intervals",
+    )
     g.add_argument("--epochs", type=int, default=40, help="maximum epochs per signal flow")
     g.add_argument("--patience", type=int, default=5, help="early-stopping patience")
     g.add_argument("--batch-size", type=int, default=256, help="signal-flow minibatch")
@@ -106,6 +114,7 @@ def ranode_config(args: argparse.Namespace) -> RanodeConfig:
         w_grid=tuple(float(w) for w in np.logspace(-4, -1, args.n_w)),
         n_seeds=args.n_seeds,
         k_folds=args.k_folds,
+        n_bootstrap=args.n_bootstrap,
     )  # fmt: skip
 
 
@@ -165,6 +174,9 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--paws-per-point", type=int, default=2000, help="simulated signal events per mass point")
     g.add_argument("--paws-epochs", type=int, default=40, help="maximum classifier epochs")
     g.add_argument("--paws-starts", type=int, default=6, help="random starts of the fit")
+    g.add_argument("--paws-grid-step", type=int, choices=(50, 100), default=100,
+                   help="mass-grid step in GeV: 100 (50, 100, 200, ..., 600 GeV, 28 ordered points) or 50 "
+                        "(the reference grid 50, 100, ..., 600 GeV, 78 ordered points)")  # fmt: skip
     g.add_argument("--paws-kappa-events", type=int, default=5000,
                    help="background events that fix the class-balance correction kappa(theta)")  # fmt: skip
 
@@ -200,7 +212,8 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
     k_train, k_kappa = jax.random.split(key)
     print(f"training the PAWS classifier ({per_point} signal events per mass point, {len(background)} "
           "background events) ...", flush=True)  # fmt: skip
-    trained = train_toy_paws(k_train, background, per_point, cls)
+    grid = TOY_PAWS_GRID if args.paws_grid_step == 100 else tuple(0.05 * i for i in range(1, 13))
+    trained = train_toy_paws(k_train, background, per_point, cls, grid=grid)
     kappa = _subsample(k_kappa, background, args.paws_kappa_events)
     return PawsSetup(config._replace(mass_bounds=trained.mass_bounds), trained, kappa)
 

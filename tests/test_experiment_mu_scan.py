@@ -24,7 +24,8 @@ from gbijax.inference import (
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 TINY_TOY = "toy:n_background=12000,n_signal=0,n_extra_signal=1500,n_extra_background=2000"
-TINY_RANODE = ["--epochs", "2", "--k-folds", "2", "--hidden", "8", "--n-bins", "4", "--batch-size", "128"]
+TINY_RANODE = ["--epochs", "2", "--k-folds", "2", "--hidden", "8", "--n-bins", "4", "--batch-size", "128",
+               "--n-bootstrap", "2"]
 
 
 def _driver(name: str):
@@ -52,6 +53,7 @@ def test_summary_counts_coverage_and_false_signal():
     s = summarize_measurements(m, mu_true=0.0199)
     assert s["coverage68"] == 0.5 and s["coverage95"] == 0.75
     assert s["bias"] == pytest.approx(1e-4, abs=1e-6)
+    assert s["pull"]["std"] == pytest.approx(np.sqrt(3.5), rel=1e-3)  # pulls -1.99, 0.01, 3.01, -0.99
     assert s["frac_z_below_2"] == 0.5 and s["frac_95_contains_0"] == 0.75 and s["no_false_signal"] == 0.5
     assert s["mu_hat"]["median"] == pytest.approx(0.015) and "w_fit" not in s
     r = compare_to_oracle(m, m._replace(hi68=m.lo68 + 2 * (m.hi68 - m.lo68), z=2 * m.z))
@@ -137,6 +139,7 @@ def test_coverage_quick(tmp_path):
     for key in ("coverage68", "coverage95", "bias", "median_width68", "z"):
         assert key in res and key in res["oracle"], key
     assert res["pseudo"] == 2 and 0.0 <= res["coverage95"] <= 1.0
+    assert res["summary"]["shape_std"]["median"] > 0 and np.isfinite(res["summary"]["pull"]["std"])
     assert {"width68_ratio", "z_ratio"} <= set(res["ratio_to_oracle"])
     assert (out / "coverage.png").exists() and (out / "measurements.npz").exists()
     assert _run("coverage", ["--data", "cathode:/nowhere", "--method", "oracle", "--mu", "0.1",

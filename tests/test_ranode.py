@@ -7,7 +7,7 @@ import pytest
 
 from gbijax.data import fit_preprocessing, toy
 from gbijax.generators import SplineFlowConfig
-from gbijax.inference import RanodeConfig, fit_ranode, sample_signal_model, signal_coordinates
+from gbijax.inference import RanodeConfig, fit_mixture, fit_ranode, sample_signal_model, signal_coordinates
 from gbijax.inference._ranode import _fold_indices, _to_coordinates
 from gbijax.train import TrainConfig
 
@@ -15,7 +15,7 @@ SR = (3.3, 3.7)
 TINY = RanodeConfig(
     flow=SplineFlowConfig(features=5, n_layers=2, hidden=(24, 24), n_bins=6),
     train=TrainConfig(epochs=25, batch_size=512, learning_rate=5e-3, patience=5),
-    n_seeds=1, k_folds=2,
+    n_seeds=1, k_folds=2, n_bootstrap=0,
 )
 
 
@@ -41,8 +41,21 @@ def test_fold_indices_partition_the_events():
 
 def test_learned_mode_recovers_mu_within_its_interval(toy_sr):
     x, label, coords, u, log_pb = toy_sr
-    res = fit_ranode(jax.random.key(2), u, log_pb, jnp.ones(len(u)), TINY, return_params=True)
+    cfg = TINY._replace(n_bootstrap=3)  # 3 replica flows per fold: the shape's variance enters the intervals
+    res = fit_ranode(jax.random.key(2), u, log_pb, jnp.ones(len(u)), cfg, return_params=True)
+    plain = fit_ranode(jax.random.key(2), u, log_pb, jnp.ones(len(u)), TINY)
+    assert float(plain.mu_hat) == float(res.mu_hat)  # the replicas do not change the estimate
     mu_true = float(label.mean())
+    replicas = np.asarray(res.mu_hat_replicas)
+    assert replicas.shape == (3,) and np.ptp(replicas) > 0
+    assert np.all(np.abs(replicas - mu_true) < 0.3 * mu_true)
+    assert float(res.shape_variance) == pytest.approx(float(np.var(replicas, ddof=1)), rel=1e-4)
+    with_shape = fit_mixture(res.log_ratio, extra_variance=res.shape_variance)
+    stat_only = fit_mixture(res.log_ratio)
+    assert float(res.interval_68.hi) == pytest.approx(float(with_shape.interval_68.hi), rel=1e-5)
+    assert float(res.z) == pytest.approx(float(stat_only.z), rel=1e-5) == float(plain.z)
+    for wide, narrow in ((res.interval_68, stat_only.interval_68), (res.interval_95, stat_only.interval_95)):
+        assert float(wide.lo) < float(narrow.lo) and float(wide.hi) > float(narrow.hi)
     # A signal flow learned from ~450 training signal events is broader than the truth, which
     # pulls mu_hat low by ~10% here (a finite-sample shape bias, measured by experiments/coverage.py).
     assert abs(float(res.mu_hat) - mu_true) < 0.15 * mu_true
@@ -51,7 +64,7 @@ def test_learned_mode_recovers_mu_within_its_interval(toy_sr):
     assert float(res.z) > 5
     assert np.all(np.abs(np.asarray(res.w_learned) - mu_true) < 0.2 * mu_true)
     # the learned signal model looks like the signal: jet masses near (m_y, m_x - m_y)
-    samples = np.asarray(sample_signal_model(TINY, res.params, coords, jax.random.key(3), 2000))
+    samples = np.asarray(sample_signal_model(cfg, res.params, coords, jax.random.key(3), 2000))
     assert samples.shape == (2000, 5)
     assert np.all((samples[:, 0] > SR[0]) & (samples[:, 0] < SR[1]))
     assert abs(np.median(samples[:, 2]) - 0.4) < 0.1

@@ -17,6 +17,7 @@ from gbijax.inference import (
     discovery,
     fisher_uncertainty,
     fit_mixture,
+    likelihood_scale,
     maximize_mixture,
     mixture_interval,
     mixture_log_likelihood,
@@ -238,6 +239,27 @@ def test_mixture_intervals_are_the_wilks_crossings(x64):
             assert float(a) == pytest.approx(float(b), abs=1e-6)
     single = mixture_interval(log_r, threshold=3.5, mu_min=-1.0)
     assert fit.interval_68.hi < single.hi < fit.interval_95.hi and float(single.hat) == float(fit.mu_hat)
+
+
+def test_extra_variance_adds_in_quadrature(x64):
+    log_r = _log_ratios(7, mu=0.15)
+    raw = fit_mixture(log_r, ONES, mu_min=-1.0)
+    q = np.expm1(np.asarray(log_r)) / (1 + float(raw.mu_hat) * np.expm1(np.asarray(log_r)))
+    information = float(np.sum(q * q))  # -L''(mu_hat)
+    extra = 3.0 / information  # three times the statistical variance: the errors double
+    fit = fit_mixture(log_r, ONES, mu_min=-1.0, extra_variance=extra)
+    scale = float(likelihood_scale(information, extra))
+    assert scale == pytest.approx(0.25, rel=1e-12)
+    assert float(fit.mu_hat) == float(raw.mu_hat) and float(fit.q0) == float(raw.q0)  # the test of mu = 0
+    for res, cl in [(fit.interval_68, CL68), (fit.interval_95, CL95)]:
+        wilks = mixture_interval(log_r, threshold=float(wilks_threshold(cl)) / scale, mu_min=-1.0)
+        assert float(res.lo) == pytest.approx(float(wilks.lo), abs=1e-9)
+        assert float(res.hi) == pytest.approx(float(wilks.hi), abs=1e-9)
+    # close to Gaussian: the 68% half-width is sqrt(sigma_stat^2 + extra) = 2 sigma_stat
+    ratio = (fit.interval_68.hi - fit.interval_68.lo) / (raw.interval_68.hi - raw.interval_68.lo)
+    assert float(ratio) == pytest.approx(2.0, rel=0.05)
+    assert float(fit_mixture(log_r, ONES, mu_min=-1.0, extra_variance=0.0).interval_68.hi) == float(
+        raw.interval_68.hi)
 
 
 def test_mixture_interval_flags_the_physical_boundary(x64):

@@ -58,6 +58,8 @@ class Measurements(NamedTuple):
         q_masses_true: PAWS with known true masses: ``-2 Delta l`` of the true ``(m_X, m_Y)``
             (``mu`` profiled), so the true point lies in the 2-D ``CL`` contour when it is at most
             ``wilks_threshold(CL, 2)`` (2.30 for 68.3%, 5.99 for 95%); NaN otherwise.
+        shape_std: R-ANODE: the standard deviation of ``mu_hat`` from the learned signal shape,
+            included in the intervals and ``Z`` (0 when not estimated); NaN for other methods.
     """
 
     mu_hat: jax.Array
@@ -75,12 +77,14 @@ class Measurements(NamedTuple):
     m_y_lo68: jax.Array | None = None
     m_y_hi68: jax.Array | None = None
     q_masses_true: jax.Array | None = None
+    shape_std: jax.Array | None = None
 
 
-def _from_fit(fit, w_fit) -> Measurements:
+def _from_fit(fit, w_fit, shape_std=None) -> Measurements:
     nan = jnp.full_like(fit.mu_hat, jnp.nan)
     return Measurements(fit.mu_hat, fit.interval_68.lo, fit.interval_68.hi, fit.interval_95.lo,
-                        fit.interval_95.hi, fit.q0, fit.z, w_fit, *([nan] * 7))  # fmt: skip
+                        fit.interval_95.hi, fit.q0, fit.z, w_fit, *([nan] * 7),
+                        nan if shape_std is None else shape_std)  # fmt: skip
 
 
 def realisation_keys(key: jax.Array, n: int, start: int = 0) -> jax.Array:
@@ -148,7 +152,7 @@ def measure_ranode(
 
     def one(args):
         res = fit_ranode(*args, config)
-        return _from_fit(res, jnp.mean(res.w_learned))
+        return _from_fit(res, jnp.mean(res.w_learned), jnp.sqrt(res.shape_variance))
 
     if batch_size is None:
         return jax.vmap(one)((keys, u, log_pb, w))
@@ -196,7 +200,7 @@ def measure_paws(
         return Measurements(*map(f32, (
             fit.mu_hat, fit.mu_interval.lo, fit.mu_interval.hi, fit.mu_interval_95.lo, fit.mu_interval_95.hi,
             fit.q0, fit.z, jnp.nan, fit.params.m_x, fit.m_x_interval.lo, fit.m_x_interval.hi, fit.params.m_y,
-            fit.m_y_interval.lo, fit.m_y_interval.hi, q_true)))  # fmt: skip
+            fit.m_y_interval.lo, fit.m_y_interval.hi, q_true, jnp.nan)))  # fmt: skip
 
     if batch_size is None:
         return jax.vmap(one, in_axes=(0, data_axes, 0))(keys, data, weight)
@@ -296,7 +300,10 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
     requirement at ``mu = 0`` is at least 95%); with ``mu_true``: ``coverage68``, ``coverage95``
     (fraction of intervals containing ``mu_true``) and their binomial errors, ``bias``
     (``mean(mu_hat) - mu_true``), ``median_bias``, ``relative_bias`` (``bias / mu_true``),
-    and ``w_fit`` (R-ANODE learned mode, the training-fold fraction) where present.
+    ``pull`` (std and 16-84% half-range of ``(mu_hat - mu_true) / sigma``, ``sigma`` the 68%
+    interval's half-width on the side of the truth: 1 for calibrated intervals),
+    ``w_fit`` (R-ANODE learned mode, the training-fold fraction) and ``shape_std`` (R-ANODE:
+    the learned shape's standard deviation of ``mu_hat``, in the intervals) where present.
     """
     a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items() if v is not None}
     z = np.nan_to_num(a["z"], nan=0.0)
@@ -315,6 +322,8 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
     }  # fmt: skip
     if np.isfinite(a["w_fit"]).any():
         out["w_fit"] = _quantiles(a["w_fit"])
+    if "shape_std" in a and np.isfinite(a["shape_std"]).any():
+        out["shape_std"] = _quantiles(a["shape_std"])
     for mass in ("m_x", "m_y"):
         if mass in a and np.isfinite(a[mass]).any():
             out[mass] = _quantiles(a[mass])
@@ -328,6 +337,10 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
         mu_true = float(mu_true)
         for cl, lo, hi in (("68", a["lo68"], a["hi68"]), ("95", a["lo95"], a["hi95"])):
             out[f"coverage{cl}"], out[f"coverage{cl}_err"] = _fraction((lo <= mu_true) & (mu_true <= hi))
+        side = np.where(a["mu_hat"] > mu_true, a["mu_hat"] - a["lo68"], a["hi68"] - a["mu_hat"])
+        pull = (a["mu_hat"] - mu_true) / np.where(side > 0, side, np.nan)
+        out["pull"] = {"std": float(np.nanstd(pull)),
+                       "robust_std": float(np.diff(np.nanquantile(pull, [0.16, 0.84]))[0] / 2)}  # fmt: skip
         bias = float(np.mean(a["mu_hat"]) - mu_true)
         out.update(bias=bias, median_bias=float(np.median(a["mu_hat"]) - mu_true),
                    bias_err=float(np.std(a["mu_hat"]) / np.sqrt(len(a["mu_hat"]))),

@@ -19,6 +19,14 @@ Two modes:
   intervals and ``q0 = 2 (L(mu_hat) - L(0))``. The shape is fixed before it sees the held-out
   events, so ``L(mu)`` is an exact likelihood in ``mu`` (no smoothing, and no fitted signal
   where there is none: under ``mu = 0`` the held-out data carry no signal to fit).
+  That likelihood treats the learned shape as known. The shape's own variance is added to the
+  intervals: ``n_bootstrap`` more flows per fold train on Poisson(1) bootstrap replicas of the
+  training folds, the held-out fit is repeated with each replica's shape, and the variance of
+  those values of ``mu_hat`` is added in quadrature to the statistical one
+  (:func:`gbijax.inference.fit_mixture`'s ``extra_variance``). ``q0`` and ``Z`` are those of
+  the held-out likelihood: under ``mu = 0`` every fold's ratio integrates to one over the true
+  background whatever shape was learned, so the discovery test needs no correction (the
+  replicas are not averaged into the estimate: bootstrapped flows measure ``mu`` less well).
 - ``"scan"`` (the reference procedure): one seed-averaged model ``p_S,w`` per fixed ``w`` on a
   grid; the held-out profile ``L(w) = sum_i log(w p_S,w + (1 - w) p_B)`` gives ``mu_hat`` as its
   maximum and Wilks intervals on the grid (``L(0) = sum_i log p_B`` is the grid's first point).
@@ -40,7 +48,16 @@ import numpy as np
 from gbijax.data._preprocessing import Preprocessing, forward, inverse
 from gbijax.data._regions import DEFAULT_SR, SignalRegion
 from gbijax.generators import RANODE_SIGNAL_FLOW, Generator, SplineFlowConfig, spline_flow
-from gbijax.inference._stats import CL68, CL95, Interval, fit_mixture, profile_scan, wilks_threshold
+from gbijax.inference._stats import (
+    CL68,
+    CL95,
+    Interval,
+    fit_mixture,
+    maximize_mixture,
+    poisson_weights,
+    profile_scan,
+    wilks_threshold,
+)
 from gbijax.train import TrainConfig, fit
 
 __all__ = ["MODES", "RanodeConfig", "RanodeResult", "fit_ranode", "ranode_signal_log_prob",
@@ -62,6 +79,8 @@ class RanodeConfig(NamedTuple):
         k_folds: folds of the k-fold (each held out once).
         val_fraction: fraction of the training folds used for early stopping.
         w_init: initial ``w`` of the learned mode.
+        n_bootstrap: learned mode: bootstrap replicas per fold whose spread of ``mu_hat`` is the
+            shape uncertainty in the intervals (0: plain Wilks intervals; needs >= 2 to act).
     """
 
     flow: SplineFlowConfig = RANODE_SIGNAL_FLOW
@@ -74,6 +93,7 @@ class RanodeConfig(NamedTuple):
     k_folds: int = 5
     val_fraction: float = 0.2
     w_init: float = 0.01
+    n_bootstrap: int = 4
 
 
 class RanodeResult(NamedTuple):
@@ -81,8 +101,12 @@ class RanodeResult(NamedTuple):
 
     Attributes:
         mu_hat: the measured signal fraction.
-        interval_68, interval_95: Wilks intervals (``-2 Delta log L <= 1`` and ``<= 3.84``).
+        interval_68, interval_95: Wilks intervals (``-2 Delta log L <= 1`` and ``<= 3.84``),
+            including the shape variance (learned mode with ``n_bootstrap >= 2``).
         q0, z: discovery test statistic and significance ``sqrt(q0)``.
+        mu_hat_replicas: ``(B,)`` learned mode: ``mu_hat`` with each bootstrap replica's shape.
+        shape_variance: the variance of ``mu_hat_replicas`` added to the statistical one (0 in
+            scan mode or with fewer than 2 replicas).
         w_learned: ``(k, S)`` the fractions learned in training (learned mode; NaN in scan mode).
         log_ratio: ``(N,)`` held-out ``log p_S - log p_B`` per event (learned mode; 0 in scan mode).
         profile_grid, profile_log_likelihood: ``L`` relative to ``L(0)`` on ``[0, *w_grid]``.
@@ -100,6 +124,8 @@ class RanodeResult(NamedTuple):
     profile_grid: jax.Array
     profile_log_likelihood: jax.Array
     epochs_run: jax.Array
+    mu_hat_replicas: jax.Array
+    shape_variance: jax.Array
     params: object = None
 
 
@@ -157,20 +183,29 @@ def _train_members(key, flow: Generator, config: RanodeConfig, data: dict, train
     Members are ``(fold, seed)`` (learned mode) or ``(fold, w, seed)`` (scan mode), flattened
     into one axis (nested vmaps of the early-stopping loop are avoided). A member's data are
     index arrays into the shared event arrays, so the events are never copied per member.
-    Seeds are shared across ``w`` so that the scan compares like with like.
+    Seeds are shared across ``w`` so that the scan compares like with like. In learned mode
+    ``n_bootstrap`` more members per fold train on bootstrap replicas: their training and
+    validation weights are multiplied by their own Poisson(1) draws.
 
     Returns:
-        params and epochs run, with leading axes ``(k, S)`` or ``(k, W, S)``.
+        ``((params, epochs run), replica params)``: leading axes ``(k, S)`` or ``(k, W, S)``, and
+        ``(k, B)`` for the replicas.
     """
     k, s = config.k_folds, config.n_seeds
-    n_w = len(config.w_grid) if config.mode == "scan" else 1
-    shape = (k, s) if config.mode == "learned" else (k, n_w, s)
+    learned = config.mode == "learned"
+    n_w = 1 if learned else len(config.w_grid)
+    b = config.n_bootstrap if learned else 0
     fold = jnp.broadcast_to(jnp.arange(k)[:, None, None], (k, n_w, s)).reshape(-1)
-    w = jnp.broadcast_to(jnp.asarray(config.w_grid if config.mode == "scan" else (0.5,))[None, :, None],
+    w = jnp.broadcast_to(jnp.asarray((0.5,) if learned else config.w_grid)[None, :, None],
                          (k, n_w, s)).reshape(-1)  # fmt: skip
     seed_keys = jax.random.split(key, k * s).reshape(k, 1, s)
     keys = jnp.broadcast_to(seed_keys, (k, n_w, s)).reshape(-1)
-    learned = config.mode == "learned"
+    # bootstrap replicas (learned mode): appended members with their own keys, so the seeds above
+    # do not depend on n_bootstrap
+    fold = jnp.concatenate([fold, jnp.repeat(jnp.arange(k), b)])
+    w = jnp.concatenate([w, jnp.full(k * b, 0.5, w.dtype)])
+    keys = jnp.concatenate([keys, jax.random.split(jax.random.fold_in(key, 1), k * b)])
+    bagged = jnp.arange(fold.shape[0]) >= k * n_w * s
     a0 = jnp.log(config.w_init / (1 - config.w_init)) / W_SCALE
 
     def loss(params, _, batch, w_fixed):
@@ -178,23 +213,50 @@ def _train_members(key, flow: Generator, config: RanodeConfig, data: dict, train
         log_ps = flow.log_prob(params["flow"], u, jnp.zeros((u.shape[0], 0)))
         return _mixture_nll(log_ps, data["log_pb"][batch["i"]], _w(params["a"]) if learned else w_fixed)
 
-    def one(member_key, f, w_fixed):
+    def one(member_key, f, w_fixed, bag):
         k_init, k_fit = jax.random.split(member_key)
+        k_boot = jax.random.fold_in(member_key, 1)
         params = {"flow": flow.init(k_init), "a": a0}
         tr, va = train_idx[f], val_idx[f]
+        draws = poisson_weights(k_boot, data["weight"].shape[0], 1)[0]
+        replica = data["weight"] * jnp.where(bag, draws, 1.0)
         best, hist = fit(k_fit, params, lambda p, kk, b: loss(p, kk, b, w_fixed),
-                         {"i": tr, "weight": data["weight"][tr]}, {"i": va, "weight": data["weight"][va]},
+                         {"i": tr, "weight": replica[tr]}, {"i": va, "weight": replica[va]},
                          config.train)  # fmt: skip
         return best, hist.epochs_run
 
-    params, epochs = jax.vmap(one)(keys, fold, w)
-    return jax.tree.map(lambda v: v.reshape(*shape, *v.shape[1:]), params), epochs.reshape(shape)
+    params, epochs = jax.vmap(one)(keys, fold, w, bagged)
+    n_main = k * n_w * s
+    main_shape = (k, s) if learned else (k, n_w, s)
+    split = lambda v, lo, hi, shp: v[lo:hi].reshape(*shp, *v.shape[1:])
+    main = jax.tree.map(lambda v: split(v, 0, n_main, main_shape), (params, epochs))
+    replicas = jax.tree.map(lambda v: split(v, n_main, None, (k, b)), params)
+    return main, replicas
+
+
+def _member_log_prob(flow: Generator, params, u):
+    """``(S, N)`` ``log p_s(u)`` of each member, for params with a leading seed axis."""
+    return jax.vmap(lambda p: flow.log_prob(p, u, jnp.zeros((u.shape[0], 0))))(params)
 
 
 def _seed_averaged_log_prob(flow: Generator, params, u):
     """``log (1/S) sum_s p_s(u)`` for params with a leading seed axis."""
-    logs = jax.vmap(lambda p: flow.log_prob(p, u, jnp.zeros((u.shape[0], 0))))(params)
+    logs = _member_log_prob(flow, params, u)
     return jax.nn.logsumexp(logs, axis=0) - jnp.log(logs.shape[0])
+
+
+def _replica_spread(flow: Generator, replicas, test: dict, unfold, weight, n_bootstrap: int):
+    """``mu_hat`` with each bootstrap replica's signal shape, and their variance (0 with < 2 replicas).
+
+    Replica ``b`` scores every held-out fold with its fold's model ``b``; the held-out events keep
+    their own weights, so the spread is that of the shape alone.
+    """
+    if n_bootstrap == 0:
+        return jnp.zeros(0), jnp.zeros(())
+    log_ps = jax.vmap(lambda p, uu: _member_log_prob(flow, p["flow"], uu))(replicas, test["u"])  # (k, B, m)
+    ratios = jax.vmap(unfold, in_axes=1)(log_ps - test["log_pb"][:, None])  # (B, N)
+    mu = jax.vmap(lambda lr: maximize_mixture(lr, weight)[0])(ratios)
+    return mu, (jnp.var(mu, ddof=1) if n_bootstrap > 1 else jnp.zeros(()))
 
 
 def _profile(log_ratio_w, weight, grid):
@@ -236,18 +298,19 @@ def fit_ranode(
     data = {"u": pad(u), "log_pb": pad(log_pb), "weight": pad(weight)}
     k_folds, k_train = jax.random.split(key)
     test_idx, train_idx, val_idx = _fold_indices(k_folds, n_pad, k, config.val_fraction)
-    params, epochs = _train_members(k_train, flow, config, data, train_idx, val_idx)
+    (params, epochs), replicas = _train_members(k_train, flow, config, data, train_idx, val_idx)
     test = _gather(data, test_idx)  # (k, m)
     grid = jnp.concatenate([jnp.zeros(1), jnp.asarray(config.w_grid)])
 
     if config.mode == "learned":
+        unfold = lambda lr: jnp.zeros(n_pad).at[test_idx.reshape(-1)].set(lr.reshape(-1))[:n]
         log_ps = jax.vmap(lambda p, uu: _seed_averaged_log_prob(flow, p["flow"], uu))(params, test["u"])
-        log_ratio_folds = log_ps - test["log_pb"]
-        log_ratio = jnp.zeros(n_pad).at[test_idx.reshape(-1)].set(log_ratio_folds.reshape(-1))[:n]
-        res = fit_mixture(log_ratio, weight)
+        log_ratio = unfold(log_ps - test["log_pb"])
+        mu_replicas, shape_var = _replica_spread(flow, replicas, test, unfold, weight, config.n_bootstrap)
+        res = fit_mixture(log_ratio, weight, extra_variance=shape_var)
         profile = _profile(jnp.broadcast_to(log_ratio, (grid.shape[0] - 1, n)), weight, grid)
         return RanodeResult(res.mu_hat, res.interval_68, res.interval_95, res.q0, res.z,
-                            _w(params["a"]), log_ratio, grid, profile, epochs,
+                            _w(params["a"]), log_ratio, grid, profile, epochs, mu_replicas, shape_var,
                             params if return_params else None)  # fmt: skip
 
     def fold_profile(p, uu, lpb, w):  # p: (W, S, ...)
@@ -259,7 +322,8 @@ def fit_ranode(
     int95 = profile_scan(grid, profile, wilks_threshold(CL95))
     q0 = jnp.where(int68.hat > 0, 2.0 * jnp.maximum(int68.log_likelihood_max, 0.0), 0.0)
     return RanodeResult(int68.hat, int68, int95, q0, jnp.sqrt(q0), jnp.full((k, config.n_seeds), jnp.nan),
-                        jnp.zeros(n), grid, profile, epochs, params if return_params else None)  # fmt: skip
+                        jnp.zeros(n), grid, profile, epochs, jnp.zeros(0), jnp.zeros(()),
+                        params if return_params else None)  # fmt: skip
 
 
 def ranode_signal_log_prob(config: RanodeConfig, params, coords: Preprocessing, x: jax.Array) -> jax.Array:

@@ -657,6 +657,7 @@ def fit_mixture(
     mu_min: ArrayLike = 0.0,
     mu_max: ArrayLike = 1.0,
     n_iter: int = 50,
+    extra_variance: ArrayLike = 0.0,
 ) -> MixtureFit:
     """Fit the signal fraction of ``mu p_S + (1 - mu) p_B``: estimate, Wilks intervals, discovery.
 
@@ -665,11 +666,22 @@ def fit_mixture(
     ``q0 = 2 L(mu_hat)`` if ``mu_hat > 0`` else 0 (``L(0) = 0``), ``Z = sqrt(q0)``.
     ``jax.vmap`` over ``log_ratio``/``weight`` fits many pseudo-experiments at once.
 
+    ``extra_variance`` adds a variance of ``mu_hat`` that the likelihood does not know about
+    (e.g. from a learned signal shape) in quadrature to the statistical one,
+    ``sigma_stat^2 = 1 / -L''(mu_hat)``: the intervals are those of the log-likelihood scaled by
+    ``s = sigma_stat^2 / (sigma_stat^2 + extra_variance)`` (:func:`likelihood_scale`),
+    ``{mu: -2 s Delta L <= t}``; for a Gaussian likelihood the 68% interval becomes
+    ``mu_hat +- sqrt(sigma_stat^2 + extra_variance)`` exactly. ``q0`` is unchanged: an
+    uncertain signal shape does not change the test of ``mu = 0``, under which no signal
+    shape enters the likelihood.
+
     Args:
         log_ratio: ``(N,)`` per-event ``log p_S - log p_B``.
         weight: optional ``(N,)`` non-negative weights.
         mu_min, mu_max: bounds on ``mu`` (see :func:`maximize_mixture` for the choice of ``mu_min``).
         n_iter: maximum root-finding steps per search (static).
+        extra_variance: non-negative variance added to the statistical one in the intervals
+            (0: plain Wilks).
 
     Returns:
         A :class:`MixtureFit`.
@@ -682,10 +694,25 @@ def fit_mixture(
     e = _ratios(log_ratio, weight)
     lo, hi = _mixture_bounds(e, mu_min, mu_max)
     mu_hat, l_max = _maximize(e, lo, hi, n_iter)
-    int68, int95 = (_interval(e, lo, hi, mu_hat, wilks_threshold(cl).astype(lo.dtype), n_iter)
+    scale = likelihood_scale(-_score(mu_hat, e)[1], extra_variance)
+    int68, int95 = (_interval(e, lo, hi, mu_hat, wilks_threshold(cl).astype(lo.dtype) / scale, n_iter)
                     for cl in (CL68, CL95))  # fmt: skip
     test = discovery(l_max, jnp.zeros_like(l_max), mu_hat)
     return MixtureFit(mu_hat, l_max, int68, int95, test.q0, test.z, test.p_value)
+
+
+def likelihood_scale(information: ArrayLike, extra_variance: ArrayLike) -> jax.Array:
+    """``s = sigma^2 / (sigma^2 + extra_variance)`` with ``sigma^2 = 1 / information``, in ``(0, 1]``.
+
+    Multiplying a log-likelihood of curvature ``information`` by ``s`` turns its variance
+    ``sigma^2`` into ``sigma^2 + extra_variance`` (a Gaussian nuisance added in quadrature).
+
+    >>> float(likelihood_scale(4.0, 0.75))  # sigma^2 = 0.25 -> 1.0
+    0.25
+    """
+    information = jnp.asarray(information)
+    extra = jnp.maximum(jnp.asarray(extra_variance, information.dtype), 0.0)
+    return 1.0 / (1.0 + extra * jnp.maximum(information, 0.0))
 
 
 def mixture_asimov_discovery(
