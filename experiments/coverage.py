@@ -177,18 +177,17 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         **{f"{name}_{f}": np.asarray(v) for name, m in measured.items() for f, v in m._asdict().items()},
     )
     for name, s in summaries.items():
+        shape = f", shape std (median) {s['shape_std']['median']:.5f}" if "shape_std" in s else ""
         print(f"  {name:7s}: coverage68 {s['coverage68']:.3f} +- {s['coverage68_err']:.3f}, coverage95 "
               f"{s['coverage95']:.3f} +- {s['coverage95_err']:.3f}, bias {s['bias']:+.5f}, "
-              f"median width68 {s['median_width68']:.5f}, median Z {s['z']:.2f}", flush=True)  # fmt: skip
+              f"median width68 {s['median_width68']:.5f}, median Z {s['z']:.2f}, pull std "
+              f"{s['pull']['std']:.2f} (16-84%: {s['pull']['robust_std']:.2f}){shape}",
+              flush=True)  # fmt: skip
     if "mass_contour_coverage68" in main_summary:
         s = main_summary
         print(f"  (m_X, m_Y) contour coverage: 68% {s['mass_contour_coverage68']:.3f} +- "
               f"{s['mass_contour_coverage68_err']:.3f}, 95% {s['mass_contour_coverage95']:.3f} +- "
               f"{s['mass_contour_coverage95_err']:.3f}", flush=True)  # fmt: skip
-    for name, s in summaries.items():
-        extra = f", shape std (median) {s['shape_std']['median']:.5f}" if "shape_std" in s else ""
-        print(f"  {name:7s}: pull std {s['pull']['std']:.2f} (16-84%: {s['pull']['robust_std']:.2f}){extra}",
-              flush=True)  # fmt: skip
     if "ratio_to_oracle" in results:
         r = results["ratio_to_oracle"]
         print(f"  ratio to oracle: width68 {r['width68_ratio']:.3f}, Z {r['z_ratio']:.3f}", flush=True)

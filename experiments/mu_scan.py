@@ -40,6 +40,7 @@ from gbijax.data import fit_preprocessing, toy
 from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment
 from gbijax.generators import SplineFlowConfig
 from gbijax.inference import (
+    REFERENCE_PAWS_GRID,
     TOY_PAWS_GRID,
     ClassifierRatio,
     Measurements,
@@ -212,7 +213,7 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
     k_train, k_kappa = jax.random.split(key)
     print(f"training the PAWS classifier ({per_point} signal events per mass point, {len(background)} "
           "background events) ...", flush=True)  # fmt: skip
-    grid = TOY_PAWS_GRID if args.paws_grid_step == 100 else tuple(0.05 * i for i in range(1, 13))
+    grid = TOY_PAWS_GRID if args.paws_grid_step == 100 else REFERENCE_PAWS_GRID
     trained = train_toy_paws(k_train, background, per_point, cls, grid=grid)
     kappa = _subsample(k_kappa, background, args.paws_kappa_events)
     return PawsSetup(config._replace(mass_bounds=trained.mass_bounds), trained, kappa)

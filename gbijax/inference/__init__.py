@@ -71,6 +71,7 @@ __all__ += [
 ]  # fmt: skip
 
 from gbijax.inference._paws import (  # noqa: E402
+    REFERENCE_PAWS_GRID,
     TOY_PAWS_GRID,
     ClassifierRatio,
     GlobalSignificance,
@@ -114,5 +115,5 @@ __all__ += [
     "landscape_intervals", "landscape_region", "mass_grid_points", "mixing_fractions", "mu_alpha_landscape",
     "parametric_inputs", "parametric_logit", "parametric_training_set", "paws_landscape",
     "paws_log_likelihood", "toy_log_ratio", "toy_ratio_data", "toy_signal_grid",
-    "train_parametric_classifier", "train_toy_paws", "PawsClassifier", "TOY_PAWS_GRID",
+    "train_parametric_classifier", "train_toy_paws", "PawsClassifier", "REFERENCE_PAWS_GRID", "TOY_PAWS_GRID",
 ]  # fmt: skip

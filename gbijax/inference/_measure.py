@@ -59,7 +59,7 @@ class Measurements(NamedTuple):
             (``mu`` profiled), so the true point lies in the 2-D ``CL`` contour when it is at most
             ``wilks_threshold(CL, 2)`` (2.30 for 68.3%, 5.99 for 95%); NaN otherwise.
         shape_std: R-ANODE: the standard deviation of ``mu_hat`` from the learned signal shape,
-            included in the intervals and ``Z`` (0 when not estimated); NaN for other methods.
+            included in the intervals (0 when not estimated); NaN for other methods.
     """
 
     mu_hat: jax.Array

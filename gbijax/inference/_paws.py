@@ -85,7 +85,8 @@ __all__ = [
     "kappa_from_background", "kappa_from_counts", "landscape_intervals", "landscape_region",
     "mass_grid_points", "mixing_fractions", "mu_alpha_landscape", "parametric_inputs", "parametric_logit",
     "parametric_training_set", "paws_landscape", "paws_log_likelihood", "toy_log_ratio", "toy_ratio_data",
-    "toy_signal_grid", "train_parametric_classifier", "train_toy_paws", "PawsClassifier", "TOY_PAWS_GRID",
+    "toy_signal_grid", "train_parametric_classifier", "train_toy_paws", "PawsClassifier",
+    "REFERENCE_PAWS_GRID", "TOY_PAWS_GRID",
 ]  # fmt: skip
 
 LogRatioFn = Callable[[Any, jax.Array], jax.Array]
@@ -278,6 +279,10 @@ class PawsClassifier(NamedTuple):
 TOY_PAWS_GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 """Default mass grid of :func:`train_toy_paws` (TeV): 100 GeV steps, plus 50 GeV so that a
 100 GeV mass is not on the edge of the trained range."""
+
+REFERENCE_PAWS_GRID = tuple(round(0.05 * i, 2) for i in range(1, 13))
+"""The reference's mass grid (TeV): 50, 100, ..., 600 GeV in 50 GeV steps (144 pairs, 78 with
+``m_x >= m_y``)."""
 
 
 def train_toy_paws(

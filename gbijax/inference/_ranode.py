@@ -218,8 +218,9 @@ def _train_members(key, flow: Generator, config: RanodeConfig, data: dict, train
         k_boot = jax.random.fold_in(member_key, 1)
         params = {"flow": flow.init(k_init), "a": a0}
         tr, va = train_idx[f], val_idx[f]
-        draws = poisson_weights(k_boot, data["weight"].shape[0], 1)[0]
-        replica = data["weight"] * jnp.where(bag, draws, 1.0)
+        replica = data["weight"]
+        if b:  # static: no draws at all (scan mode, or no replicas)
+            replica = replica * jnp.where(bag, poisson_weights(k_boot, replica.shape[0], 1)[0], 1.0)
         best, hist = fit(k_fit, params, lambda p, kk, b: loss(p, kk, b, w_fixed),
                          {"i": tr, "weight": replica[tr]}, {"i": va, "weight": replica[va]},
                          config.train)  # fmt: skip
