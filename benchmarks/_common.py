@@ -16,6 +16,14 @@ import jax
 HERE = Path(__file__).resolve().parent
 
 
+def results_dir() -> Path:
+    """Where the JSON results go: ``$GBIJAX_BENCH_RESULTS`` if set, else ``benchmarks/results``.
+
+    A run on another machine (a GPU) writes to its own folder so the CPU figures are kept.
+    """
+    return Path(os.environ.get("GBIJAX_BENCH_RESULTS", HERE / "results"))
+
+
 def machine() -> dict:
     """CPU model, cores, JAX version and device of this run."""
     cpu = platform.processor()
@@ -31,6 +39,7 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
+        "device_kind": jax.devices()[0].device_kind,
         "n_devices": len(jax.devices()),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -54,10 +63,28 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def on_device(m: dict) -> str:
+    """A RESULTS.md title suffix for runs on an accelerator (" on NVIDIA H200"); empty on the CPU."""
+    on_cpu = m["device"].lower().startswith(("cpu", "tfrt_cpu"))
+    return "" if on_cpu else f" on {m.get('device_kind', m['device'])}"
+
+
+def fmt_seconds(t: float) -> str:
+    """``12.3 s``; ``4.5 ms`` under a second, ``15 min`` over five minutes."""
+    return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.1f} s" if t < 300 else f"{t / 60:.0f} min"
+
+
+def peak_device_mb() -> float | None:
+    """Peak memory the accelerator's allocator held in this process (MB); None on the CPU."""
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
 def write_json(name: str, payload: dict) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the machine description."""
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
+    """Write ``<results_dir()>/<name>.json`` with the machine description."""
+    out = results_dir()
+    out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
     return path

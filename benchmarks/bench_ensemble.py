@@ -33,7 +33,17 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gbijax  # noqa: E402, F401  (sets the XLA CPU flag before JAX starts)
-from benchmarks._common import HERE, peak_rss_mb, timed, write_json, write_section  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    HERE,
+    fmt_seconds,
+    on_device,
+    peak_device_mb,
+    peak_rss_mb,
+    results_dir,
+    timed,
+    write_json,
+    write_section,
+)
 from gbijax.background import make_generator  # noqa: E402
 from gbijax.data import fit_preprocessing, forward, toy  # noqa: E402
 from gbijax.generators import as_loss_fn, fit_ensemble, init_ensemble  # noqa: E402
@@ -79,11 +89,11 @@ def worker(mode: str, args) -> dict:
         run = lambda: jax.tree.map(lambda *ps: jnp.stack(ps), *[one(keys[i], member(i))
                                                                  for i in range(args.members)])  # fmt: skip
     else:  # baseline: data and parameters only
-        return {**result, "peak_rss_mb": peak_rss_mb()}
+        return {**result, "peak_rss_mb": peak_rss_mb(), "peak_device_mb": peak_device_mb()}
     result.update(timed(run, args.repeats))
     final = run()
     np.save(args.params_out, np.concatenate([np.ravel(p) for p in jax.tree.leaves(final)]))
-    return {**result, "peak_rss_mb": peak_rss_mb()}
+    return {**result, "peak_rss_mb": peak_rss_mb(), "peak_device_mb": peak_device_mb()}
 
 
 def _spawn(mode: str, args, params_out: str) -> dict:
@@ -101,21 +111,38 @@ def _name(args) -> str:
     return f"ensemble_{args.model}_k{args.members}_n{args.events}_b{args.batch_size}"
 
 
-def _update_results_md() -> Path:
-    """Rewrite this benchmark's section of RESULTS.md from every ``results/ensemble_*.json``."""
-    runs = [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("ensemble_*.json"))]
+def _device_memory(r: dict) -> str:
+    """``(device: vmapped / sequential MB)`` for an accelerator run; empty on the CPU."""
+    v, q = r["vmapped"].get("peak_device_mb"), r["sequential"].get("peak_device_mb")
+    return "" if not on_device(r["machine"]) or v is None else f"(device: {v:.0f} / {q:.0f} MB) "
+
+
+def _machine_line(m: dict) -> str:
+    if on_device(m):
+        return f"{m['device_kind']} (`{m['device']}`), host {m['cpu']}, {m['cores']} cores, JAX {m['jax']}"
+    return (f"{m['cpu']}, {m['cores']} cores shared with other jobs while measured (so single timings "
+            f"scatter by 10-20%), JAX {m['jax']}, device `{m['device']}`")  # fmt: skip
+
+
+def _update_results_md(folder: Path | None = None) -> Path:
+    """Rewrite this benchmark's section of RESULTS.md from every ``ensemble_*.json`` in ``folder``.
+
+    ``folder`` defaults to ``results_dir()``; its runs should come from one machine.
+    """
+    folder = results_dir() if folder is None else folder
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("ensemble_*.json"))]
     runs = [r for r in runs if "sequential_over_vmapped" in r and "batch_size" in r]
     m = runs[-1]["machine"]
     rows = "\n".join(
         f"| {r['model']} | {r['members']} | {r['events']:,} | {r['batch_size']} | {r['epochs']} "
-        f"| {r['vmapped']['median_s']:.1f} s | {r['sequential']['median_s']:.1f} s "
+        f"| {fmt_seconds(r['vmapped']['median_s'])} | {fmt_seconds(r['sequential']['median_s'])} "
         f"| **{r['sequential_over_vmapped']:.2f}x** | {r['vmapped']['first_call_s']:.0f} / "
         f"{r['sequential']['first_call_s']:.0f} s | {r['vmapped']['peak_rss_mb']:.0f} / "
         f"{r['sequential']['peak_rss_mb']:.0f} / {r['baseline']['peak_rss_mb']:.0f} MB "
-        f"| {r['max_abs_param_difference']:.1e} | {r['machine']['date']} |"
+        f"{_device_memory(r)}| {r['max_abs_param_difference']:.1e} | {r['machine']['date']} |"
         for r in runs
     )
-    text = f"""{SECTION}
+    text = f"""{SECTION}{on_device(m)}
 
 `python -m benchmarks.bench_ensemble [--model M] [--members K] [--events N] [--batch-size B] [--epochs E]`
 
@@ -126,8 +153,7 @@ runs after a first call that compiles; each mode runs in its own subprocess, so 
 memory is its own (baseline: the same process with the data built but nothing trained). "max
 param diff" compares the final parameters of the two modes (float32 rounding).
 
-Machine: {m['cpu']}, {m['cores']} cores shared with other jobs while measured (so single timings
-scatter by 10-20%), JAX {m['jax']}, device `{m['device']}`.
+Machine: {_machine_line(m)}.
 
 | model | K | events | batch | epochs | vmapped | sequential | sequential / vmapped \
 | first call vmap / seq | peak RSS vmap / seq / baseline | max param diff | date |

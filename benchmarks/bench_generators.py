@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gbijax  # noqa: F401
-from benchmarks._common import peak_rss_mb, timed, write_json
+from benchmarks._common import peak_device_mb, peak_rss_mb, timed, write_json
 from gbijax.background import (
     BackgroundConfig,
     background_conditional_log_prob,
@@ -96,7 +96,8 @@ def main(argv=None):
         print(row, flush=True)
 
     payload = {"events": args.events, "epochs_trained": args.epochs, "throughput": throughput,
-               "flow_matching_steps": steps_rows, "peak_rss_mb": peak_rss_mb()}  # fmt: skip
+               "flow_matching_steps": steps_rows, "peak_rss_mb": peak_rss_mb(),
+               "peak_device_mb": peak_device_mb()}  # fmt: skip
     write_json("generators", payload)
     return payload
 

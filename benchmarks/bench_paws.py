@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gbijax  # noqa: F401  (sets the XLA CPU flag before JAX starts)
-from benchmarks._common import peak_rss_mb, timed, write_json
+from benchmarks._common import peak_device_mb, peak_rss_mb, timed, write_json
 from gbijax.data import toy
 from gbijax.inference import PawsConfig, measure_oracle, paws_landscape, toy_log_ratio, toy_ratio_data
 from gbijax.parallel import auto_chunk_size, sharded_vmap
@@ -84,7 +84,7 @@ def main(argv=None):
     times = f"vmapped {cov['vmapped']['median_s']:.1f} s, chunked {cov['chunked']['median_s']:.1f} s"
     print("coverage", {k: v for k, v in cov.items() if k not in ("vmapped", "chunked")}, times, flush=True)
     payload = {"events": args.events, "grid": args.grid, "landscape": rows, "coverage": cov,
-               "peak_rss_mb": peak_rss_mb()}  # fmt: skip
+               "peak_rss_mb": peak_rss_mb(), "peak_device_mb": peak_device_mb()}  # fmt: skip
     write_json("paws", payload)
     return payload
 

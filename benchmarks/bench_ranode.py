@@ -13,12 +13,19 @@ The 400-flow scan time is then ``400 x epochs x (s per flow-epoch)`` at the best
 measured, with ``epochs`` the reference's typical early-stopping range (24-74, 50 used), scaled
 to the reference's 100,000 events when fewer were timed.
 
-    python benchmarks/bench_ranode.py [--flows 1 8 32] [--epochs 2] [--events 120000]
+With ``--early-stopping M [M ...]`` the scan also runs end to end as the reference does: M flows
+(400 = one injection, 1600 = four in one program) on a toy SR with 1% signal and the exact
+background density, at most 100 epochs, patience 10; the program ends when its last flow stops,
+so the wall time, not an estimate, is reported with the epochs the flows ran.
+
+    python benchmarks/bench_ranode.py [--flows 1 8 32] [--epochs 2] [--events 120000] [--early-stopping 400]
 """
 
 from __future__ import annotations
 
 import argparse
+import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -26,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gbijax  # noqa: F401  (sets the XLA CPU flag before JAX starts)
-from benchmarks._common import peak_rss_mb, timed, write_json
+from benchmarks._common import peak_device_mb, peak_rss_mb, timed, write_json
 from gbijax.data import fit_preprocessing, load_source, toy
 from gbijax.generators import spline_flow
 from gbijax.inference import RanodeConfig, signal_coordinates
@@ -53,6 +60,38 @@ def _events(n: int):
     return u, log_pb, source
 
 
+def _toy_scan_data(n: int, mu: float = 0.01):
+    """A toy SR with signal fraction ``mu`` and its exact background density, in signal coordinates."""
+    region = (3.3, 3.7)
+    x, _ = toy.mixture_sample(jax.random.key(3), n, mu, region=region)
+    coords = signal_coordinates(fit_preprocessing(np.asarray(x[:, 1:])), np.asarray(x[:, 0]))
+    u, log_det = _to_coordinates(coords, jnp.asarray(x, jnp.float32))
+    return u, toy.background_log_prob(x, region=region) - log_det
+
+
+def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx) -> list[dict]:
+    u, log_pb = _toy_scan_data(n)
+    data = {"u": u, "log_pb": log_pb, "weight": jnp.ones(n)}
+    train = TrainConfig(epochs=100, batch_size=2048, learning_rate=3e-4, weight_decay=1e-4, patience=10)
+    rows = []
+    for m in flows:
+        cfg = RanodeConfig(train=train, mode="scan", k_folds=1, n_seeds=m // 20,
+                           w_grid=tuple(np.logspace(-5, -1, 20).tolist()))  # fmt: skip
+        train_scan = jax.jit(partial(_train_members, flow=spline_flow(cfg.flow), config=cfg, data=data,
+                                     train_idx=train_idx, val_idx=val_idx))  # fmt: skip
+        start = time.perf_counter()
+        jax.block_until_ready(train_scan(jax.random.key(4)))
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        epochs = np.asarray(train_scan(jax.random.key(5))[0][1]).ravel()
+        wall = time.perf_counter() - start
+        rows.append({"flows": int(epochs.size), "first_call_s": first, "wall_s": wall,
+                     "epochs_median": float(np.median(epochs)), "epochs_min": int(epochs.min()),
+                     "epochs_max": int(epochs.max()), "peak_device_mb": peak_device_mb()})  # fmt: skip
+        print("early stopping", rows[-1], flush=True)
+    return rows
+
+
 def _runner(config: RanodeConfig, data, train_idx, val_idx):
     flow = spline_flow(config.flow)
     fn = jax.jit(lambda key: _train_members(key, flow, config, data, train_idx, val_idx))
@@ -66,6 +105,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--events", type=int, default=120_000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--early-stopping", type=int, nargs="*", default=[], metavar="M",
+                        help="also run M-flow scans end to end with early stopping (M a multiple of 20)")
     args = parser.parse_args(argv)
 
     u, log_pb, source = _events(args.events)
@@ -78,32 +119,52 @@ def main(argv=None):
     base = RanodeConfig(train=train, mode="scan", k_folds=1)
 
     rows = []
-    for m in args.flows:
-        cfg = base._replace(w_grid=tuple(np.logspace(-5, -1, m).tolist()), n_seeds=1)
-        run = _runner(cfg, data, train_idx, val_idx)
-        t = timed(lambda run=run: run(jax.random.key(2)), args.repeats)
-        per_flow_epoch = t["median_s"] / (m * args.epochs)
-        rows.append({"mode": "vmapped", "flows": m, **t, "s_per_flow_epoch": per_flow_epoch})
-        print(rows[-1], flush=True)
+
+    def record(row: dict) -> dict:
+        rows.append(row)
+        print(row, flush=True)
+        return _write_summary(rows, args, n, source)  # after every row: a later one may run out of memory
 
     one = base._replace(w_grid=(1e-3,), n_seeds=1)
     run_one = _runner(one, data, train_idx, val_idx)
     t = timed(lambda: [run_one(jax.random.key(i)) for i in range(args.loop)], args.repeats)
-    rows.append({"mode": "looped", "flows": args.loop, **t,
-                 "s_per_flow_epoch": t["median_s"] / (args.loop * args.epochs)})  # fmt: skip
-    print(rows[-1], flush=True)
+    per_flow_epoch = t["median_s"] / (args.loop * args.epochs)
+    record({"mode": "looped", "flows": args.loop, **t, "s_per_flow_epoch": per_flow_epoch})
+    summary = None
+    for m in args.flows:
+        cfg = base._replace(w_grid=tuple(np.logspace(-5, -1, m).tolist()), n_seeds=1)
+        try:
+            run = _runner(cfg, data, train_idx, val_idx)
+            t = timed(lambda run=run: run(jax.random.key(2)), args.repeats)
+        except Exception as err:  # noqa: BLE001  (out of memory at large M: report it, keep the rest)
+            print(f"{m} flows failed: {type(err).__name__}: {str(err)[:300]}", flush=True)
+            break
+        per_flow_epoch = t["median_s"] / (m * args.epochs)
+        summary = record({"mode": "vmapped", "flows": m, **t, "s_per_flow_epoch": per_flow_epoch,
+                          "peak_device_mb": peak_device_mb()})  # fmt: skip
+    if args.early_stopping and summary is not None:
+        summary["early_stopping"] = _early_stopping_rows(args.early_stopping, n, train_idx, val_idx)
+        write_json("ranode_scan", summary)
+    if summary is not None:
+        minutes = summary["estimated_400_flow_scan_s"] / 60
+        print(f"estimated 400-flow scan (50 epochs each): {minutes:.1f} min; "
+              f"reference {REFERENCE_SCAN_HOURS} h -> x{summary['speedup_vs_reference_scan']:.1f}")
+    return summary
 
-    best = min(r["s_per_flow_epoch"] for r in rows if r["mode"] == "vmapped")
+
+def _write_summary(rows: list[dict], args, n: int, source: str) -> dict:
+    """The 400-flow scan estimate from the best vmapped row so far; written to ``ranode_scan.json``."""
+    looped = next(r for r in rows if r["mode"] == "looped")
+    vmapped = [r for r in rows if r["mode"] == "vmapped"] or [looped]
+    best = min(r["s_per_flow_epoch"] for r in vmapped)
     scan_s = 400 * 50 * best * REFERENCE_EVENTS / n  # an epoch costs in proportion to the events
     summary = {
         "events": int(n), "source": source, "epochs_timed": args.epochs, "rows": rows,
         "estimated_400_flow_scan_s": scan_s,
         "speedup_vs_reference_scan": REFERENCE_SCAN_HOURS * 3600 / scan_s,
-        "vmapped_over_looped_speedup": rows[-1]["s_per_flow_epoch"] / best,
-        "peak_rss_mb": peak_rss_mb(),
+        "vmapped_over_looped_speedup": looped["s_per_flow_epoch"] / best,
+        "peak_rss_mb": peak_rss_mb(), "peak_device_mb": peak_device_mb(),
     }  # fmt: skip
-    print(f"estimated 400-flow scan (50 epochs each): {scan_s / 60:.1f} min; "
-          f"reference {REFERENCE_SCAN_HOURS} h -> x{summary['speedup_vs_reference_scan']:.1f}")  # fmt: skip
     write_json("ranode_scan", summary)
     return summary
 

@@ -4,50 +4,63 @@
     python -m benchmarks.run --small         # reduced sizes (a few minutes on 2 CPU cores)
     python -m benchmarks.run --only paws generators
     python -m benchmarks.run --report        # only rewrite RESULTS.md from benchmarks/results/*.json
+    python -m benchmarks.run --accelerator --deadline 420 --results-dir benchmarks/results/gpu
 
 Each benchmark runs in its own process (clean peak-memory figures) and writes
 ``benchmarks/results/<name>.json`` with the machine description (CPU, cores, JAX version, device).
+``--accelerator`` uses the sizes meant for a GPU (the 400-flow R-ANODE scan as one program, and
+more); ``--deadline`` bounds the whole run: each benchmark gets what is left, one that runs out
+or fails is reported and the rest go on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import write_section
+from benchmarks._common import fmt_seconds, on_device, results_dir, write_section
 from benchmarks.bench_ensemble import _update_results_md as ensemble_section
 
 HERE = Path(__file__).resolve().parent
 
-SUITE = {  # name -> (module, full arguments, small arguments)
+SUITE = {  # name -> [(module, full arguments, small arguments, accelerator arguments)]
+    "ranode": [("bench_ranode", [], ["--events", "20000", "--flows", "1", "4", "--epochs", "1"],
+                ["--flows", "1", "100", "400", "1600", "--repeats", "2"])],
+    "paws": [("bench_paws", [], ["--events", "20000", "--grid", "50", "--pseudo", "200", "--repeats", "2"],
+              ["--batch-sizes", "1", "16", "100"])],
+    "generators": [("bench_generators", [], ["--events", "5000", "--epochs", "3"], ["--events", "100000"])],
     "ensemble": [
-        ("bench_ensemble", ["--members", "1"], ["--members", "1", "--events", "10000"]),
-        ("bench_ensemble", ["--members", "10"], ["--members", "10", "--events", "10000"]),
-        ("bench_ensemble", ["--members", "20"], ["--members", "20", "--events", "10000"]),
+        ("bench_ensemble", members, [*members, "--events", "10000"], members)
+        for members in (["--members", "20"], ["--members", "1"], ["--members", "10"])
     ],
-    "generators": [("bench_generators", [], ["--events", "5000", "--epochs", "3"])],
-    "ranode": [("bench_ranode", [], ["--events", "20000", "--flows", "1", "4", "--epochs", "1"])],
-    "paws": [("bench_paws", [], ["--events", "20000", "--grid", "50", "--pseudo", "200", "--repeats", "2"])],
-}
+}  # fmt: skip
 
 
-def _load(name: str) -> dict | None:
-    path = HERE / "results" / f"{name}.json"
+def _load(folder: Path, name: str) -> dict | None:
+    path = folder / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def _machine(m: dict) -> str:
-    return f"{m['cpu']}, {m['cores']} cores, JAX {m['jax']}, device `{m['device']}`, {m['date']}"
+    device = m["device"] + (f" = {m['device_kind']}" if on_device(m) else "")
+    return f"{m['cpu']}, {m['cores']} cores, JAX {m['jax']}, device `{device}`, {m['date']}"
 
 
-def generators_section() -> str:
-    r = _load("generators")
+def _memory(row: dict) -> str:
+    mb = row.get("peak_device_mb")
+    return "" if mb is None else f"{mb / 1024:.1f} GiB"
+
+
+def generators_section(folder: Path) -> str:
+    r = _load(folder, "generators")
     if r is None:
         return ""
     rows = "\n".join(
@@ -60,7 +73,7 @@ def generators_section() -> str:
         f"| {s['max_abs_log_prob_error']:.3f} |"
         for s in r["flow_matching_steps"]
     )
-    return f"""## Generator throughput and ODE steps
+    return f"""## Generator throughput and ODE steps{on_device(r["machine"])}
 
 `python -m benchmarks.bench_generators` ({_machine(r['machine'])}; {r['events']:,} events, medians;
 flow matching at the default RK4 steps of `BackgroundConfig`)
@@ -82,46 +95,71 @@ network evaluations than Euler with 100 steps; the background generator's defaul
 """
 
 
-def ranode_section() -> str:
-    r = _load("ranode_scan")
+def ranode_section(folder: Path) -> str:
+    r = _load(folder, "ranode_scan")
     if r is None:
         return ""
     rows = "\n".join(
-        f"| {row['mode']} | {row['flows']} | {row['median_s']:.2f} s | {row['s_per_flow_epoch']:.3f} s |"
+        f"| {row['mode']} | {row['flows']} | {fmt_seconds(row['median_s'])} "
+        f"| {row['s_per_flow_epoch'] * 1e3:.2f} ms | {_memory(row)} |"
         for row in r["rows"]
     )
     scan = {mode: 400 * 50 * 100_000 / r["events"]  # per-epoch cost scales with the events
             * min(row["s_per_flow_epoch"] for row in r["rows"] if row["mode"] == mode)
             for mode in ("vmapped", "looped")}  # fmt: skip
     scan_s = scan["vmapped"]
-    return f"""## R-ANODE scan
+    return f"""## R-ANODE scan{on_device(r["machine"])}
 
 `python -m benchmarks.bench_ranode` ({_machine(r['machine'])}; {r['events']:,} events of {r['source']},
 reference signal flow, batch 2048, {r['epochs_timed']} epoch(s) timed, medians)
 
-| mode | flows | wall time | per flow-epoch |
-|---|---|---|---|
+| mode | flows | wall time | per flow-epoch | peak device memory |
+|---|---|---|---|---|
 {rows}
 
 Estimated 400-flow scan at the reference's 100,000 events (50 epochs per flow, the middle of its
-early-stopping range, per-epoch cost scaled from the events timed): **{scan_s / 60:.0f} min**, i.e.
-{12 * 3600 / scan_s:.1f}x the speed of the reference's 12 h (target: 20x, under 37 min); the same
-JAX trainings in a Python loop: {scan['looped'] / 60:.0f} min ({12 * 3600 / scan['looped']:.1f}x). Vmapped /
-looped speed-up {r['vmapped_over_looped_speedup']:.2f}x. Peak memory {r['peak_rss_mb']:.0f} MB.
+early-stopping range, per-epoch cost scaled from the events timed): **{fmt_seconds(scan_s)}**, i.e.
+{12 * 3600 / scan_s:.1f}x the speed of the reference's 12 h (target: 20x, under 37 min on 2 CPU cores,
+under 5 min on an H100); the same JAX trainings in a Python loop: {fmt_seconds(scan['looped'])}
+({12 * 3600 / scan['looped']:.1f}x). Vmapped / looped speed-up {r['vmapped_over_looped_speedup']:.2f}x.
+Peak host memory {r['peak_rss_mb']:.0f} MB.
+{_early_stopping(r)}"""
+
+
+def _early_stopping(r: dict) -> str:
+    if "early_stopping" not in r:
+        return ""
+    rows = "\n".join(
+        f"| {e['flows']} | {fmt_seconds(e['wall_s'])} | {fmt_seconds(e['first_call_s'])} "
+        f"| {e['epochs_median']:.0f} ({e['epochs_min']}-{e['epochs_max']}) | {_memory(e)} |"
+        for e in r["early_stopping"]
+    )
+    one = next(e for e in r["early_stopping"] if e["flows"] == 400)["wall_s"]
+    return f"""
+End to end, as the reference runs it (`--early-stopping`: toy SR of {r['events']:,} events with 1% signal,
+exact background density, at most 100 epochs, patience 10; one vmapped program ends when its last flow
+stops, so every flow pays for the slowest):
+
+| flows | wall time | first call (compiles) | epochs run, median (range) | peak device memory |
+|---|---|---|---|---|
+{rows}
+
+The complete study of one mass point (12 injections x 10 realisations x 400 flows) at this rate, one
+scan after another: {120 * one / 60:.0f} min (target: under 1 hour on one H100).
 """
 
 
-def paws_section() -> str:
-    r = _load("paws")
+def paws_section(folder: Path) -> str:
+    r = _load(folder, "paws")
     if r is None:
         return ""
     rows = "\n".join(
-        f"| {row['batch_size']} | {row['median_s']:.1f} s | {row['first_call_s']:.1f} s "
+        f"| {row['batch_size']} | {fmt_seconds(row['median_s'])} | {fmt_seconds(row['first_call_s'])} "
         f"| {row['points_per_s']:.0f} |"
         for row in r["landscape"]
     )
     c = r["coverage"]
-    return f"""## PAWS landscape and pseudo-experiments
+    return f"""## PAWS landscape and pseudo-experiments{on_device(r["machine"])}
 
 `python -m benchmarks.bench_paws` ({_machine(r['machine'])})
 
@@ -133,36 +171,70 @@ A {r['grid']} x {r['grid']} (m_X, m_Y) profile-likelihood landscape on {r['event
 {rows}
 
 {c['pseudo']:,} oracle pseudo-experiments of {c['events_each']:,} events (mu = {c['mu']}): one vmapped
-program {c['vmapped']['median_s']:.1f} s ({c['pseudo_per_s']:.0f} pseudo-experiments/s); chunked with
-`sharded_vmap` (chunk {c['chunk_size']}) {c['chunked']['median_s']:.1f} s,
+program {fmt_seconds(c['vmapped']['median_s'])} ({c['pseudo_per_s']:,.0f} pseudo-experiments/s); chunked with
+`sharded_vmap` (chunk {c['chunk_size']}) {fmt_seconds(c['chunked']['median_s'])},
 max |difference| {c['max_abs_difference']:.1e}; coverage 68% {c['coverage68']:.3f}, 95% {c['coverage95']:.3f}.
 """
 
 
 def write_report() -> Path:
-    """Rewrite RESULTS.md: the ensemble section (bench_ensemble) then the other sections."""
-    if any((HERE / "results").glob("ensemble_*.json")):
-        ensemble_section()
-    for section in (generators_section(), ranode_section(), paws_section()):
-        if section:
-            write_section(section)
+    """Rewrite RESULTS.md from ``results_dir()`` and every accelerator run kept in a subfolder of it.
+
+    Each folder gives the ensemble section (bench_ensemble) then the other sections; an
+    accelerator's sections carry its name in their titles, so they sit beside the CPU ones.
+    """
+    top = results_dir()
+    for folder in (top, *sorted(d for d in top.glob("*") if d.is_dir())):
+        if any(folder.glob("ensemble_*.json")):
+            ensemble_section(folder)
+        for section in (generators_section(folder), ranode_section(folder), paws_section(folder)):
+            if section:
+                write_section(section)
     return HERE / "RESULTS.md"
+
+
+def _run_suite(names: list[str], size: int, deadline: float | None) -> list[str]:
+    """Run the benchmarks in order, each in its own process; returns the ones that failed or ran out."""
+    start, failed = time.monotonic(), []
+    for name in names:
+        for module, *sizes in SUITE[name]:
+            cmd = [sys.executable, "-m", f"benchmarks.{module}", *sizes[size]]
+            left = None if deadline is None else deadline - (time.monotonic() - start)
+            if left is not None and left < 30:
+                print(f"skipped (deadline): {' '.join(cmd[1:])}", flush=True)
+                failed.append(name)
+                continue
+            print("+", " ".join(cmd[1:]), flush=True)
+            try:
+                done = subprocess.run(cmd, cwd=HERE.parent, timeout=left).returncode
+            except subprocess.TimeoutExpired:
+                done = "timed out"
+            if done != 0:
+                print(f"FAILED ({done}): {' '.join(cmd[1:])}", flush=True)
+                failed.append(name)
+    return failed
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(SUITE), help="run only these benchmarks")
-    parser.add_argument("--small", action="store_true", help="reduced sizes")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--small", action="store_true", help="reduced sizes")
+    size.add_argument("--accelerator", action="store_true", help="the sizes meant for a GPU")
+    parser.add_argument("--deadline", type=float, help="seconds for the whole run (default: none)")
+    parser.add_argument("--results-dir", help="where the JSON goes (default benchmarks/results)")
     parser.add_argument("--report", action="store_true", help="only rewrite RESULTS.md")
     args = parser.parse_args(argv)
+    if args.results_dir:
+        os.environ["GBIJAX_BENCH_RESULTS"] = str(Path(args.results_dir).resolve())
+    failed = []
     if not args.report:
-        for name in args.only or SUITE:
-            for module, full, small in SUITE[name]:
-                cmd = [sys.executable, "-m", f"benchmarks.{module}", *(small if args.small else full)]
-                print("+", " ".join(cmd[1:]), flush=True)
-                subprocess.run(cmd, check=True, cwd=HERE.parent)
+        size_index = 1 if args.small else 2 if args.accelerator else 0
+        failed = _run_suite(args.only or list(SUITE), size_index, args.deadline)
     print(f"wrote {write_report()}")
-    return 0
+    if failed:
+        print(f"not complete: {sorted(set(failed))}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
