@@ -70,8 +70,36 @@ FULL = DemoSizes(400_000, 0.01, 40, 120_000, 20, 45, 1, 2, 3_000, 30)
 QUICK = DemoSizes(40_000, 0.04, 2, 8_000, 2, 3, 1, 2, 200, 2)
 
 
-def _stage(i: int, text: str) -> None:
-    print(f"[{i}/6] {text}", flush=True)
+class _Stages:
+    """Prints each stage's banner and records its wall time (seconds, by stage name)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._open: tuple[str, float] | None = None
+
+    def start(self, i: int, name: str, text: str) -> None:
+        self.stop()
+        print(f"[{i}/6] {text}", flush=True)
+        self._open = (name, time.perf_counter())
+
+    def split(self, name: str) -> None:
+        """Record the time since the current stage started under ``name`` too (a part of it)."""
+        self.seconds[name] = round(time.perf_counter() - self._open[1], 1)
+
+    def stop(self) -> None:
+        if self._open is not None:
+            self.split(self._open[0])
+            self._open = None
+
+
+def _stage_times(r: dict) -> str:
+    t = r.get("seconds_by_stage")
+    if not t:
+        return ""
+    fit = t["paws_fit"] - t["paws_classifier"]
+    return (f" (generator {t['generator']} s, CATHODE {t['cathode']} s, R-ANODE {t['ranode']} s, PAWS-GBI "
+            f"{t['paws']} s: classifier {t['paws_classifier']} s, fit {fit:.1f} s, contour figure "
+            f"{t['paws'] - t['paws_fit']:.1f} s; oracle {t['oracle']} s)")  # fmt: skip
 
 
 def _interval_dict(fit) -> dict:
@@ -96,15 +124,18 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
     k_inj, k_bkg, k_gen, k_cls, k_ranode, k_paws = jax.random.split(key, 6)
     results: dict = {"sizes": sizes._asdict()}
     start = time.time()
+    stages = _Stages()
 
-    _stage(1, f"toy data: {sizes.n_background:,} background events, mu = {sizes.mu:.2%} injected in the SR")
+    stages.start(1, "data", f"toy data: {sizes.n_background:,} background events, "
+                            f"mu = {sizes.mu:.2%} injected in the SR")  # fmt: skip
     samples = analysis_samples(load_toy(options))
     data = injected_realisations(k_inj, samples.background_sr, samples.signal_pool, sizes.mu, 1)
     x, truth = data.x[0], data.label
     results["data"] = {"n_sr": len(x), "n_signal": data.n_signal, "mu_true": data.mu,
                        "s_over_sqrt_b": data.s_over_sqrt_b, "n_sideband": len(samples.sideband)}  # fmt: skip
 
-    _stage(2, f"background generator: flow matching on {len(samples.sideband):,} sideband events")
+    stages.start(2, "generator", f"background generator: flow matching on {len(samples.sideband):,} "
+                                 "sideband events")  # fmt: skip
     t0 = time.time()
     generator, bkg, hist, mass_kind = fit_background_variant(
         k_bkg, samples, "sideband", bkg_config, checkpoint_dir=results_dir.path / "steps" / "background"
@@ -118,7 +149,7 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
                                   results_dir.figure_path("background_marginals"),
                                   title="SR background: true vs generated from the sidebands")  # fmt: skip
 
-    _stage(3, "CATHODE baseline: SR data vs generated SR background, k-fold")
+    stages.start(3, "cathode", "CATHODE baseline: SR data vs generated SR background, k-fold")
     cls_config = classifiers.DEFAULT._replace(
         train=classifiers.DEFAULT.train._replace(epochs=sizes.classifier_epochs, batch_size=512),
         n_runs=2, k_folds=3)  # fmt: skip
@@ -136,7 +167,7 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
                         title=f"SIC on the SR data (S/sqrt(B) = {data.s_over_sqrt_b:.1f})",
                         references={"optimal": sic["optimal (exact toy ratio)"]})  # fmt: skip
 
-    _stage(4, "R-ANODE: signal flow learned from the SR data against the generated background")
+    stages.start(4, "ranode", "R-ANODE: the signal flow learned from the SR data, generated background fixed")
     coords = signal_coordinates(bkg.preprocessing, x[:, 0])
     u, log_det = _to_coordinates(coords, jnp.asarray(x, jnp.float32))
     r_config = RanodeConfig(n_seeds=sizes.ranode_seeds, n_bootstrap=sizes.ranode_bootstrap, k_folds=3,
@@ -157,17 +188,21 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
         title="What the anomaly looks like: samples of the learned signal model",
     )
 
-    _stage(5, "PAWS-GBI: parametrised classifier on simulated signal vs generated background")
+    stages.start(5, "paws", "PAWS-GBI: parametrised classifier on simulated signal vs generated background")
     k_train, k_fit = jax.random.split(k_paws)
     paws_cls = classifiers.PAWS_MLP._replace(
         hidden=(128, 64, 32), n_runs=1,
         train=classifiers.PAWS_MLP.train._replace(epochs=sizes.paws_epochs, patience=6))  # fmt: skip
-    trained = train_toy_paws(k_train, generated, sizes.paws_per_point, paws_cls)  # 28 points, 50-600 GeV
+    trained = jax.block_until_ready(train_toy_paws(k_train, generated, sizes.paws_per_point, paws_cls))
+    stages.split("paws_classifier")  # 28 mass points, 50-600 GeV
     ratio_data = ClassifierRatio(
         jnp.asarray(x, jnp.float32), trained.params, jnp.asarray(generated[:20_000], jnp.float32)
     )
-    paws_config = PawsConfig(mass_bounds=trained.mass_bounds, n_starts=8, grid_points=11)
-    paws = fit_paws(trained.log_ratio_fn, ratio_data, key=k_fit, config=paws_config)
+    # 4 random starts besides the best point of the 11 x 11 coarse landscape: each start's gradient steps run
+    # over all events, so the starts are most of the stage's time (8 starts: ~200 s on 2 cores)
+    paws_config = PawsConfig(mass_bounds=trained.mass_bounds, n_starts=4, grid_points=11)
+    paws = jax.block_until_ready(fit_paws(trained.log_ratio_fn, ratio_data, key=k_fit, config=paws_config))
+    stages.split("paws_fit")
     results["paws"] = {"mu_hat": paws.mu_hat, "mu_lo68": paws.mu_interval.lo, "mu_hi68": paws.mu_interval.hi,
                        "mu_lo95": paws.mu_interval_95.lo, "mu_hi95": paws.mu_interval_95.hi,
                        "m_x": paws.params.m_x, "m_x_lo68": paws.m_x_interval.lo,
@@ -185,13 +220,15 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
                                  truth=truth, best=fitted, log_likelihood_max=float(paws.log_likelihood_max),
                                  title="PAWS-GBI: (m_X, m_Y) confidence regions, mu profiled")  # fmt: skip
 
-    _stage(6, "oracle: exact-likelihood fits with the true toy densities")
+    stages.start(6, "oracle", "oracle: exact-likelihood fits with the true toy densities")
     oracle = oracle_fit(jnp.asarray(x, jnp.float32))
     joint = oracle_joint_fit(jnp.asarray(x, jnp.float32))
     results["oracle"] = {**_interval_dict(oracle), "m_x": joint.params.m_x, "m_y": joint.params.m_y,
                          "m_x_lo68": joint.m_x_interval.lo, "m_x_hi68": joint.m_x_interval.hi,
                          "m_y_lo68": joint.m_y_interval.lo, "m_y_hi68": joint.m_y_interval.hi}  # fmt: skip
     plotting.measurement_summary(results, data.mu, results_dir.figure_path("mu_measurements"))
+    stages.stop()
+    results["seconds_by_stage"] = stages.seconds
     results["seconds_total"] = round(time.time() - start, 1)
     path = results_dir.write_results(results)
     _write_report(results_dir.path, json.loads(path.read_text()))
@@ -273,7 +310,7 @@ def _write_report(path: Path, r: dict) -> None:
         "",
         "![signal model](ranode_signal_model.png)",
         "",
-        f"Total time {r['seconds_total']} s on {r.get('device', 'this machine')}.",
+        f"Total time {r['seconds_total']} s on {r.get('device', 'this machine')}{_stage_times(r)}.",
         "",
     ]
     (path / "report.md").write_text("\n".join(lines))
