@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -53,19 +52,24 @@ def _events(n: int):
     else:
         x = np.asarray(toy.background_sample(jax.random.key(0), n, region=(3.3, 3.7)))
         source = "toy SR"
-    coords = signal_coordinates(fit_preprocessing(x[:, 1:]), x[:, 0])
-    u, log_det = _to_coordinates(coords, jnp.asarray(x, jnp.float32))
+    u, _ = _signal_coordinates(x)
     # a stand-in background density of the right cost class (it is precomputed once per scan)
     log_pb = jnp.sum(jax.scipy.stats.norm.logpdf(u), axis=1)
     return u, log_pb, source
+
+
+def _signal_coordinates(x):
+    """``(u, log|du/dx|)`` of events ``x`` (mass first), with the preprocessing fitted on them."""
+    x = np.asarray(x)
+    coords = signal_coordinates(fit_preprocessing(x[:, 1:]), x[:, 0])
+    return _to_coordinates(coords, jnp.asarray(x, jnp.float32))
 
 
 def _toy_scan_data(n: int, mu: float = 0.01):
     """A toy SR with signal fraction ``mu`` and its exact background density, in signal coordinates."""
     region = (3.3, 3.7)
     x, _ = toy.mixture_sample(jax.random.key(3), n, mu, region=region)
-    coords = signal_coordinates(fit_preprocessing(np.asarray(x[:, 1:])), np.asarray(x[:, 0]))
-    u, log_det = _to_coordinates(coords, jnp.asarray(x, jnp.float32))
+    u, log_det = _signal_coordinates(x)
     return u, toy.background_log_prob(x, region=region) - log_det
 
 
@@ -77,8 +81,7 @@ def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx) -> list[d
     for m in flows:
         cfg = RanodeConfig(train=train, mode="scan", k_folds=1, n_seeds=m // 20,
                            w_grid=tuple(np.logspace(-5, -1, 20).tolist()))  # fmt: skip
-        train_scan = jax.jit(partial(_train_members, flow=spline_flow(cfg.flow), config=cfg, data=data,
-                                     train_idx=train_idx, val_idx=val_idx))  # fmt: skip
+        train_scan = _compiled_scan(cfg, data, train_idx, val_idx)
         start = time.perf_counter()
         jax.block_until_ready(train_scan(jax.random.key(4)))
         first = time.perf_counter() - start
@@ -92,9 +95,14 @@ def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx) -> list[d
     return rows
 
 
-def _runner(config: RanodeConfig, data, train_idx, val_idx):
+def _compiled_scan(config: RanodeConfig, data, train_idx, val_idx):
+    """``key -> _train_members(...)``, jitted: every member of the scan trained as one program."""
     flow = spline_flow(config.flow)
-    fn = jax.jit(lambda key: _train_members(key, flow, config, data, train_idx, val_idx))
+    return jax.jit(lambda key: _train_members(key, flow, config, data, train_idx, val_idx))
+
+
+def _runner(config: RanodeConfig, data, train_idx, val_idx):
+    fn = _compiled_scan(config, data, train_idx, val_idx)
     return lambda key: jax.tree.leaves(fn(key))[0]
 
 
