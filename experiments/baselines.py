@@ -79,9 +79,6 @@ GENERATOR = BackgroundConfig(
 )  # fmt: skip
 """The modest default CATHODE background generator: conditional flow matching, 3 x 64."""
 
-QUICK_CLASSIFIER = clf.ClassifierConfig(
-    hidden=(16, 16), train=TrainConfig(epochs=3, batch_size=256, learning_rate=2e-3), n_runs=2, k_folds=2
-)
 QUICK_GENERATOR = BackgroundConfig(
     hidden=(16, 16), ode_steps=4, train=TrainConfig(epochs=2, batch_size=512, learning_rate=2e-3)
 )
@@ -129,7 +126,7 @@ def unsupported(methods: list[str], samples: AnalysisSamples) -> dict[str, str]:
 
 def classifier_config(preset: str, quick: bool) -> clf.ClassifierConfig:
     if quick:
-        return QUICK_CLASSIFIER
+        return clf.QUICK
     return {"default": clf.DEFAULT, "reference": clf.REFERENCE}[preset]
 
 

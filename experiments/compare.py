@@ -6,7 +6,8 @@
 Reads each run's ``results.json`` (``experiments/mu_scan.py``), labels it by method and background
 variant, and writes ``mu_scan.png``, ``significance.png``, ``coverage.png`` and a ``results.json``
 with each method's smallest ``mu`` (and ``S/sqrt(B)``) reaching a median Z of 3 and 5. The runs
-should share the data and injections (their ``B`` is taken from the first run).
+should share the data and injections (their ``B`` is taken from the first run). A ``cathode`` run
+(a cut-and-count search: Z only) appears in the significance figure and the summary.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import gbijax  # noqa: F401
 from gbijax import plotting
 from gbijax.experiment import ResultsDir, run_experiment
 
-LABELS = {"oracle": "oracle (exact likelihood)", "ranode": "R-ANODE", "paws": "PAWS-GBI"}
+LABELS = {"oracle": "oracle (exact likelihood)", "ranode": "R-ANODE", "paws": "PAWS-GBI",
+          "cathode": "CATHODE (cut and count)"}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +43,10 @@ def _first(rows: list[dict], z: float) -> dict | None:
     return None if hit is None else {"mu": hit["mu_true"], "s_over_sqrt_b": hit["s_over_sqrt_b"]}
 
 
+def _measures_mu(rows: list[dict]) -> bool:
+    return any(r["mu_hat"]["median"] is not None for r in rows)
+
+
 def main(args: argparse.Namespace, out: ResultsDir) -> None:
     curves, n_background = {}, None
     for run in args.runs:
@@ -52,9 +58,11 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             raise ValueError(f"{path} is not a mu_scan result (no 'injections')")
         curves[_label(res)] = res["injections"]
         n_background = n_background or res["n_background"]
-    plotting.mu_scan_figure(curves, n_background, out.figure_path("mu_scan"))
+    measured = {label: rows for label, rows in curves.items() if _measures_mu(rows)}  # not CATHODE
+    if measured:
+        plotting.mu_scan_figure(measured, n_background, out.figure_path("mu_scan"))
+        plotting.coverage_vs_mu_figure(measured, out.figure_path("coverage"))
     plotting.significance_figure(curves, out.figure_path("significance"))
-    plotting.coverage_vs_mu_figure(curves, out.figure_path("coverage"))
     summary = {label: {"z3": _first(rows, 3.0), "z5": _first(rows, 5.0)} for label, rows in curves.items()}
     out.write_results({"runs": args.runs, "smallest_injection": summary})
     for label, s in summary.items():

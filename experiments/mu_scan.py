@@ -3,8 +3,12 @@
 For every injected signal fraction (``mu = 0`` is always added: the no-false-signal check), ``R``
 data realisations are built with :func:`gbijax.pipeline.injected_realisations` (the data's
 signal-region background plus signal drawn from the pool) and measured with the oracle (exact
-toy likelihood) or R-ANODE against a background variant (``sideband``, ``sr_truth``,
+toy likelihood), R-ANODE or PAWS-GBI against a background variant (``sideband``, ``sr_truth``,
 ``closure`` or ``exact``). The realisations of one injection are measured as one vmapped program.
+``--method cathode`` runs the anomaly-detection baseline as a search instead: k-fold classifiers
+of the data against background samples (``exact``: true SR background, i.e. idealised AD) and a
+cut-and-count ``Z`` at ``--cathode-eps-b`` (no ``mu``), for the ``Z`` vs ``S/sqrt(B)`` comparison
+of ``experiments/compare.py``.
 
     python experiments/mu_scan.py --data toy --method oracle --injections 0.001,0.003,0.01 \\
         --realisations 10 --out results/mu_scan_oracle
@@ -34,10 +38,10 @@ import numpy as np
 
 import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
 from gbijax import plotting
-from gbijax.background import BackgroundConfig
-from gbijax.classifiers import PAWS_MLP
+from gbijax.background import BackgroundConfig, background_sample
+from gbijax.classifiers import DEFAULT, PAWS_MLP, QUICK, ClassifierConfig
 from gbijax.data import fit_preprocessing, toy
-from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment
+from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment, to_json
 from gbijax.generators import SplineFlowConfig
 from gbijax.inference import (
     REFERENCE_PAWS_GRID,
@@ -134,13 +138,14 @@ def measure_in_chunks(
     region,
     chunk: int,
     desc: str,
-    paws: PawsSetup | None = None,
+    setup: PawsSetup | CathodeSetup | None = None,
 ) -> Measurements:
     """Measure ``(R, N, 5)`` realisations ``chunk`` at a time, each chunk a resumable step.
 
     Realisation ``r`` uses ``fold_in(key, r)`` whatever the chunking; a short last chunk is
     padded by repeating realisations (so every chunk has one shape and compiles once).
-    ``weight`` (``(R, N)`` or None) masks padding events. ``paws`` carries the PAWS ratio model.
+    ``weight`` (``(R, N)`` or None) masks padding events. ``setup`` carries the PAWS ratio model
+    or CATHODE's background sample and cut.
     """
     n = x.shape[0]
     chunk = n if chunk <= 0 else min(chunk, n)
@@ -153,7 +158,7 @@ def measure_in_chunks(
         def compute(idx=idx, keys=keys):
             res = measure(method, keys, x[idx], log_pb=None if log_pb is None else log_pb[idx], coords=coords,
                           weight=None if weight is None else weight[idx], config=config, is_toy=is_toy,
-                          region=region, **({} if paws is None else paws.measure_kwargs(x[idx])))  # fmt: skip
+                          region=region, **(setup.measure_kwargs(x[idx]) if setup else {}))  # fmt: skip
             return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), res)
 
         parts.append(out.step(f"{name}_{start:05d}", {**step_config, "start": start, "chunk": chunk},
@@ -178,8 +183,12 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--paws-grid-step", type=int, choices=(50, 100), default=100,
                    help="mass-grid step in GeV: 100 (50, 100, 200, ..., 600 GeV, 28 ordered points) or 50 "
                         "(the reference grid 50, 100, ..., 600 GeV, 78 ordered points)")  # fmt: skip
-    g.add_argument("--paws-kappa-events", type=int, default=5000,
-                   help="background events that fix the class-balance correction kappa(theta)")  # fmt: skip
+    g.add_argument("--paws-kappa", choices=("background", "counts"), default="background",
+                   help="the class-balance correction kappa(theta): 1 / E_B[f / (1 - f)] on background "
+                        "events held out of the classifier's training (default), or the training set's class "
+                        "counts (trusts the classifier's calibration: false signals on the toy)")  # fmt: skip
+    g.add_argument("--paws-kappa-events", type=int, default=20_000,
+                   help="with --paws-kappa background: held-out events that fix kappa(theta)")  # fmt: skip
 
 
 class PawsSetup(NamedTuple):
@@ -193,8 +202,7 @@ class PawsSetup(NamedTuple):
         """Keyword arguments of :func:`gbijax.inference.measure` for events ``x`` (``(R, N, 5)``)."""
         kwargs = {"paws_config": self.config}
         if self.classifier is not None:
-            data = ClassifierRatio(jnp.asarray(x, jnp.float32), self.classifier.params,
-                                   jnp.asarray(self.kappa_background, jnp.float32))  # fmt: skip
+            data = self.classifier.ratio_data(x, self.kappa_background)
             kwargs.update(log_ratio_fn=self.classifier.log_ratio_fn, ratio_data=data,
                           ratio_axes=ClassifierRatio(0, None, None, None))  # fmt: skip
         return kwargs
@@ -211,11 +219,20 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
     cls = PAWS_MLP._replace(hidden=(128, 64, 32), n_runs=1,
                             train=PAWS_MLP.train._replace(epochs=epochs, patience=6))  # fmt: skip
     k_train, k_kappa = jax.random.split(key)
+    kappa = None
+    n_kappa = args.paws_kappa_events
+    if args.paws_kappa == "background":
+        if not 0 < n_kappa < len(background):
+            raise ValueError(f"--paws-kappa-events must be between 1 and {len(background) - 1} (background "
+                             f"events besides the training ones); got {n_kappa}")  # fmt: skip
+        held_out = np.zeros(len(background), bool)
+        held_out[np.asarray(jax.random.permutation(k_kappa, len(background))[:n_kappa])] = True
+        kappa, background = background[held_out], background[~held_out]
+    balance = "class counts" if kappa is None else f"{n_kappa} held-out events"
     print(f"training the PAWS classifier ({per_point} signal events per mass point, {len(background)} "
-          "background events) ...", flush=True)  # fmt: skip
+          f"background events; kappa from {balance}) ...", flush=True)  # fmt: skip
     grid = TOY_PAWS_GRID if args.paws_grid_step == 100 else REFERENCE_PAWS_GRID
     trained = train_toy_paws(k_train, background, per_point, cls, grid=grid)
-    kappa = _subsample(k_kappa, background, args.paws_kappa_events)
     return PawsSetup(config._replace(mass_bounds=trained.mass_bounds), trained, kappa)
 
 
@@ -226,13 +243,14 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = experiment_parser("mu_scan", "Measure mu_hat against mu_true over injections and realisations.")
-    parser.add_argument("--method", choices=("oracle", "ranode", "paws"), required=True)
+    parser.add_argument("--method", choices=("oracle", "ranode", "paws", "cathode"), required=True)
     parser.add_argument(
         "--background-variant",
         choices=BACKGROUND_VARIANTS,
         default=None,
-        help="background model (default: exact for the oracle, sideband for R-ANODE and PAWS; for PAWS it "
-        "is the classifier's background class: the generator's SR samples, or true toy background for exact)",
+        help="background model (default: exact for the oracle, sideband for the others; for PAWS and "
+        "CATHODE it is the classifiers' background class: the generator's SR samples, or an independent "
+        "true SR background sample for exact and sr_truth)",
     )
     parser.add_argument("--injections", default=None,
                         help=f"comma-separated signal fractions mu = S/(S+B) (default {DEFAULT_INJECTIONS}; "
@@ -253,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_ranode_arguments(parser)
     add_paws_arguments(parser)
+    g = parser.add_argument_group("CATHODE (cut-and-count significance)")
+    g.add_argument("--cathode-eps-b", type=float, default=1e-3,
+                   help="background efficiency of the cut on the classifier score")  # fmt: skip
+    g.add_argument("--cathode-oversample", type=float, default=4.0,
+                   help="background samples per SR data event (default 4)")  # fmt: skip
     return parser
 
 
@@ -285,6 +308,53 @@ def _log_density(x: np.ndarray, samples, model) -> np.ndarray:
     parts = [np.asarray(background_density(jnp.asarray(x[i:i + LOG_PB_CHUNK]), samples, model))
              for i in range(0, len(x), LOG_PB_CHUNK)]  # fmt: skip
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def classifier_background(args, out: ResultsDir, samples, variant: str, key, n: int):
+    """The background class of the PAWS and CATHODE classifiers: ``n`` events in the SR.
+
+    ``exact``: an independent sample of true SR background (idealised: the toy's extra sample, or
+    fresh toy events); otherwise samples of the variant's trained generator.
+
+    Returns:
+        ``(the data's background events, the background class, info dict)``.
+    """
+    k_bkg, k_draw = jax.random.split(key)
+    if variant == "exact":
+        truth = samples.extra_background_sr
+        if truth is None:
+            region = (samples.region.lo, samples.region.hi)
+            truth = np.asarray(toy.background_sample(k_draw, n, region=region))
+        info = {"variant": variant, "classifier_background": "true SR background (an independent sample)"}
+        return samples.background_sr, _subsample(k_draw, truth, n), info
+    background, _, model, _, info = background_setup(args, out, samples, variant, k_bkg)
+    generated = np.asarray(background_sample(*model, k_draw, n), np.float64)
+    info["classifier_background"] = f"{n} generator samples in the SR ({variant} background model)"
+    return background, generated, info
+
+
+class CathodeSetup(NamedTuple):
+    """CATHODE's background class and cut (see :func:`gbijax.inference.measure_cathode`)."""
+
+    background: np.ndarray
+    classifier: ClassifierConfig
+    eps_b: float
+
+    def measure_kwargs(self, x: np.ndarray) -> dict:
+        """Keyword arguments of :func:`gbijax.inference.measure` (the same for every chunk ``x``)."""
+        return {"background": self.background, "classifier": self.classifier, "eps_b": self.eps_b}
+
+    def describe(self) -> dict:
+        return {"n_background": len(self.background), "eps_b": self.eps_b,
+                "classifier": to_json(self.classifier)}  # fmt: skip
+
+
+def cathode_setup(args: argparse.Namespace, background: np.ndarray) -> CathodeSetup:
+    """CATHODE: the default classifier ensemble (a small one with ``--quick``) and the cut."""
+    if not 0.0 < args.cathode_eps_b < 1.0:
+        raise ValueError(f"--cathode-eps-b must be in (0, 1), got {args.cathode_eps_b}")
+    classifier = QUICK if args.quick else DEFAULT
+    return CathodeSetup(np.asarray(background, np.float32), classifier, args.cathode_eps_b)
 
 
 def background_setup(args, out: ResultsDir, samples, variant: str, key):
@@ -353,22 +423,19 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     config = ranode_config(args)
     region = (samples.region.lo, samples.region.hi)
 
-    model = coords = log_pb_bkg = paws = None
+    model = coords = log_pb_bkg = setup = None
     background, info = samples.background_sr, {"variant": variant}
     if args.method == "ranode":
         background, log_pb_bkg, model, coords, info = background_setup(args, out, samples, variant, k_bkg)
     if args.method == "paws":
         k_bkg, k_paws = jax.random.split(k_bkg)
-        if variant == "exact":
-            paws_background = samples.extra_background_sr
-            if paws_background is None:
-                paws_background = np.asarray(toy.background_sample(k_paws, 100_000, region=region))
-            info["paws_background"] = "true toy SR background (an independent sample)"
-        else:
-            background, _, model, _, info = background_setup(args, out, samples, variant, k_bkg)
-            paws_background = closure_background(k_paws, samples, model)
-            info["paws_background"] = f"generator samples in the SR ({variant} background model)"
-        paws = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else paws_background)
+        n_class = 200_000 if variant == "exact" else len(samples.background_sr)
+        background, paws_background, info = classifier_background(args, out, samples, variant, k_bkg, n_class)
+        setup = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else paws_background)
+    if args.method == "cathode":
+        n_class = int(round(args.cathode_oversample * len(samples.background_sr)))
+        background, negatives, info = classifier_background(args, out, samples, variant, k_bkg, n_class)
+        setup = cathode_setup(args, negatives)
     n_b = len(background)
     print(f"{samples.source}: {n_b} SR background events, signal pool {len(samples.signal_pool)}, "
           f"method {args.method}, background {variant}", flush=True)  # fmt: skip
@@ -405,18 +472,19 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             region,
             args.vmap_realisations,
             f"mu={mu:g}",
-            paws,
+            setup,
         )
         s = summarize_measurements(m, real.mu)
         row = {"mu_injected": mu, "mu_true": real.mu, "s_over_sqrt_b": real.s_over_sqrt_b,
                "n_signal": real.n_signal, "n_background": n_b, **s,
                "per_realisation": {k: np.asarray(v).tolist() for k, v in m._asdict().items()}}  # fmt: skip
         rows.append(row)
+        fitted = "" if "coverage68" not in s else (
+            f"mu_hat {s['mu_hat']['median']:.5f} [{s['mu_hat']['p16']:.5f}, {s['mu_hat']['p84']:.5f}], "
+            f"68% [{s['mu_lo68']:.5f}, {s['mu_hi68']:.5f}], cov68 {s['coverage68']:.2f}, "
+            f"cov95 {s['coverage95']:.2f}, ")  # fmt: skip
         print(
-            f"  mu={real.mu:.5f} S/sqrt(B)={real.s_over_sqrt_b:.2f}: mu_hat {s['mu_hat']['median']:.5f} "
-            f"[{s['mu_hat']['p16']:.5f}, {s['mu_hat']['p84']:.5f}], "
-            f"68% [{s['mu_lo68']:.5f}, {s['mu_hi68']:.5f}], "
-            f"Z {s['z']:.2f}, cov68 {s['coverage68']:.2f}, cov95 {s['coverage95']:.2f}"
+            f"  mu={real.mu:.5f} S/sqrt(B)={real.s_over_sqrt_b:.2f}: {fitted}Z {s['z']:.2f}"
             + ("" if "m_x" not in s else f", m_X {s['m_x']['median']:.3f}, m_Y {s['m_y']['median']:.3f} TeV"),
             flush=True,
         )
@@ -424,16 +492,20 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     results = {"method": args.method, "background_variant": variant, "data": samples.source,
                "background": info, "n_background": n_b, "realisations": args.realisations,
                "ranode_config": config._asdict() if args.method == "ranode" else None,
-               "paws_config": None if paws is None else {**paws.config._asdict(), "ratio": args.paws_ratio},
+               "paws_config": {**setup.config._asdict(), "ratio": args.paws_ratio} if args.method == "paws"
+               else None,
+               "cathode_config": setup.describe() if args.method == "cathode" else None,
                "injections": rows, "summary": scan_summary(rows)}  # fmt: skip
-    label = {"oracle": "oracle", "ranode": f"R-ANODE ({variant})", "paws": f"PAWS ({variant})"}[args.method]
-    plotting.mu_scan_figure(
-        {label: rows},
-        n_b,
-        out.figure_path("mu_scan"),
-        title=f"{samples.source}: {label}, {args.realisations} realisations",
-    )
-    plotting.coverage_vs_mu_figure({label: rows}, out.figure_path("coverage"))
+    label = {"oracle": "oracle", "ranode": f"R-ANODE ({variant})", "paws": f"PAWS ({variant})",
+             "cathode": f"CATHODE ({variant})"}[args.method]  # fmt: skip
+    if args.method != "cathode":  # a cut-and-count search measures no mu
+        plotting.mu_scan_figure(
+            {label: rows},
+            n_b,
+            out.figure_path("mu_scan"),
+            title=f"{samples.source}: {label}, {args.realisations} realisations",
+        )
+        plotting.coverage_vs_mu_figure({label: rows}, out.figure_path("coverage"))
     plotting.significance_figure({label: rows}, out.figure_path("significance"))
     out.write_results(results)
     print(f"results in {out.path}", flush=True)
@@ -457,7 +529,7 @@ def scan_summary(rows: list[dict]) -> dict:
         "smallest_mu_median_z_3": first(lambda r: r["z"] >= 3),
         "smallest_mu_median_z_5": first(lambda r: r["z"] >= 5),
         "coverage95_at_mu_ge_0.003": {
-            f"{r['mu_true']:.5f}": r["coverage95"] for r in signal if r["mu_injected"] >= 0.003
+            f"{r['mu_true']:.5f}": r.get("coverage95") for r in signal if r["mu_injected"] >= 0.003
         },
         "median_95_interval_contains_mu_true": {
             f"{r['mu_true']:.5f}": r["mu_lo95"] <= r["mu_true"] <= r["mu_hi95"] for r in signal

@@ -49,7 +49,7 @@ from gbijax.nn import MLP
 from gbijax.train import History, TrainConfig, fit
 
 __all__ = [
-    "DEFAULT", "PAWS_MLP", "REFERENCE", "TWO_SAMPLE",
+    "DEFAULT", "PAWS_MLP", "QUICK", "REFERENCE", "TWO_SAMPLE",
     "ClassifierConfig", "ClassifierParams", "ClassifierTask", "KFoldResult", "TrainConfig", "TwoSampleAUC",
     "average_logits", "balance_weights", "binary_cross_entropy", "cathode", "cwola", "ensemble_logits",
     "fold_assignment", "idealised_ad", "init_classifier", "kfold_predict", "kfold_scores", "kfold_train",
@@ -91,6 +91,11 @@ class ClassifierConfig(NamedTuple):
 DEFAULT = ClassifierConfig()
 """The faster default: MLP 3 x 64 ReLU, Adam 1e-3, batch 256, up to 30 epochs with patience 8,
 5 runs, 5 folds."""
+
+QUICK = ClassifierConfig(
+    hidden=(16, 16), train=TrainConfig(epochs=3, batch_size=256, learning_rate=2e-3), n_runs=2, k_folds=2
+)
+"""A smoke-test size (the drivers' ``--quick``): MLP 2 x 16, 3 epochs, 2 runs, 2 folds."""
 
 REFERENCE = ClassifierConfig(
     hidden=(64, 64, 64), train=TrainConfig(epochs=100, batch_size=128, learning_rate=1e-3), n_runs=10

@@ -186,3 +186,28 @@ def test_paws_drivers_quick(tmp_path):
     bad = ["--method", "paws", "--paws-ratio", "exact", "--out", str(tmp_path / "bad")]
     assert _run("mu_scan", ["--data", TINY_TOY, *bad, "--background-variant", "sideband"]) == 2
     assert _run("mu_scan", ["--data", "cathode:/nowhere", *bad]) == 2
+
+
+def test_mu_scan_cathode_quick(tmp_path):
+    """CATHODE as a cut-and-count search: a Z per injection, no mu; compared with the oracle by Z."""
+    common = ["--data", TINY_TOY, "--realisations", "2", "--max-sr-background", "360", "--quick",
+              "--injections", "0.2"]  # fmt: skip
+    out = tmp_path / "cathode"
+    assert _run("mu_scan", [*common, "--method", "cathode", "--background-variant", "exact",
+                            "--cathode-eps-b", "0.05", "--out", str(out)]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    zero, signal = res["injections"]
+    assert res["cathode_config"]["eps_b"] == 0.05 and res["cathode_config"]["n_background"] == 1440
+    assert signal["mu_hat"]["median"] is None and "coverage68" not in signal  # no mu is measured
+    assert signal["z"] > 3 and signal["z"] > zero["z"]
+    assert zero["no_false_signal"] == zero["frac_z_below_2"]
+    assert (out / "significance.png").exists() and not (out / "mu_scan.png").exists()
+    oracle = tmp_path / "oracle"
+    assert _run("mu_scan", [*common, "--method", "oracle", "--out", str(oracle)]) == 0
+    cmp = tmp_path / "compare"
+    assert _run("compare", ["--runs", str(oracle), str(out), "--out", str(cmp)]) == 0
+    smallest = json.loads((cmp / "results.json").read_text())["smallest_injection"]
+    assert set(smallest) == {"oracle (exact likelihood)", "CATHODE (cut and count) (exact)"}
+    assert (cmp / "significance.png").exists() and (cmp / "mu_scan.png").exists()
+    assert _run("mu_scan", [*common, "--method", "cathode", "--cathode-eps-b", "1.5", "--background-variant",
+                            "exact", "--out", str(tmp_path / "bad")]) == 2  # fmt: skip

@@ -1,5 +1,5 @@
-"""Inference: the statistics core (Wilks intervals, profile scans, discovery, Fisher, bootstrap),
-the signal-fraction mixture fit, and the exact-likelihood oracle on the analytic toy."""
+"""Inference: the statistics core (Wilks intervals, profile scans, discovery, Fisher, bootstrap,
+cut-and-count), the signal-fraction mixture fit, and the exact-likelihood oracle on the analytic toy."""
 
 from gbijax.inference._oracle import (
     MASS_BOUNDS,
@@ -51,11 +51,13 @@ __all__ = [
     "signal_coordinates",
 ]  # fmt: skip
 
+from gbijax.inference._cut import CutAndCount, cut_and_count, on_off_significance  # noqa: E402
 from gbijax.inference._measure import (  # noqa: E402
     METHODS,
     Measurements,
     compare_to_oracle,
     measure,
+    measure_cathode,
     measure_oracle,
     measure_paws,
     measure_ranode,
@@ -65,8 +67,9 @@ from gbijax.inference._measure import (  # noqa: E402
 )
 
 __all__ += [
-    "METHODS", "Measurements", "compare_to_oracle", "measure", "measure_oracle", "measure_paws",
-    "measure_ranode",
+    "CutAndCount", "cut_and_count", "on_off_significance",
+    "METHODS", "Measurements", "compare_to_oracle", "measure", "measure_cathode", "measure_oracle",
+    "measure_paws", "measure_ranode",
     "ranode_inputs", "realisation_keys", "summarize_measurements",
 ]  # fmt: skip
 

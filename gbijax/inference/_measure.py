@@ -11,6 +11,9 @@ discovery significance ``Z``. :func:`measure` makes it for a stack of ``R`` data
 - ``"paws"``: the PAWS fit of ``(mu, m_X, m_Y)`` (:func:`fit_paws`) with a likelihood ratio: a
   trained parametrised classifier (PAWS-GBI), or on the toy the exact ratio (a perfect
   classifier), which also gives the fitted masses with their intervals.
+- ``"cathode"``: the anomaly-detection baseline as a discovery test (:func:`measure_cathode`):
+  a k-fold classifier of the data against background samples and a cut-and-count ``Z``; it
+  measures no ``mu`` (NaN), only the significance that the GBI methods are compared with.
 
 All vmap over the realisations (R-ANODE in batches of ``batch_size`` realisations through
 ``jax.lax.map`` to bound memory). :func:`summarize_measurements` reduces the ``(R,)`` arrays to
@@ -29,17 +32,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gbijax import classifiers as clf
 from gbijax.data import DEFAULT_SR, toy
 from gbijax.data._preprocessing import Preprocessing
+from gbijax.inference._cut import cut_and_count
 from gbijax.inference._oracle import oracle_fit
 from gbijax.inference._paws import PawsConfig, _fit_core, _landscape, toy_log_ratio, toy_ratio_data
 from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode
 from gbijax.inference._stats import CL68, CL95, wilks_threshold
 
-__all__ = ["METHODS", "Measurements", "compare_to_oracle", "measure", "measure_oracle", "measure_paws",
-           "measure_ranode", "ranode_inputs", "realisation_keys", "summarize_measurements"]  # fmt: skip
+__all__ = ["METHODS", "Measurements", "compare_to_oracle", "measure", "measure_cathode", "measure_oracle",
+           "measure_paws", "measure_ranode", "ranode_inputs", "realisation_keys",
+           "summarize_measurements"]  # fmt: skip
 
-METHODS = ("oracle", "ranode", "paws")
+METHODS = ("oracle", "ranode", "paws", "cathode")
 
 
 class Measurements(NamedTuple):
@@ -222,8 +228,9 @@ def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessin
             weight=None, config: RanodeConfig = RanodeConfig(), batch_size: int | None = None,
             signal: toy.SignalParams = toy.DEFAULT_SIGNAL, region=DEFAULT_SR, is_toy: bool = True,
             log_ratio_fn=None, ratio_data=None, ratio_axes=0, paws_config: PawsConfig = PawsConfig(),
+            background=None, classifier: clf.ClassifierConfig = clf.DEFAULT, eps_b: float = 1e-3,
             ) -> Measurements:  # fmt: skip
-    """Measure ``mu`` in ``R`` realisations with ``method`` (``"oracle"``, ``"ranode"`` or ``"paws"``).
+    """Measure ``mu`` in ``R`` realisations with ``method`` (one of :data:`METHODS`).
 
     Args:
         method: one of :data:`METHODS`.
@@ -242,13 +249,15 @@ def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessin
             realisation axis where ``ratio_axes`` says (see :func:`measure_paws`); without them,
             on the toy, the exact ratio :func:`toy_log_ratio` of ``x`` (a perfect classifier).
         paws_config: PAWS settings (the fitted ``mu`` bounds, masses, starts, profile points).
+        background, classifier, eps_b: CATHODE (:func:`measure_cathode`): the ``(M, 5)``
+            background sample, the classifier ensemble and the cut's background efficiency.
 
     Returns:
         :class:`Measurements` with ``(R,)`` arrays.
 
     Raises:
-        ValueError: an unknown method, the oracle (or the exact PAWS ratio) off the toy, or
-            R-ANODE without ``log_pb`` and ``coords``.
+        ValueError: an unknown method, the oracle (or the exact PAWS ratio) off the toy,
+            R-ANODE without ``log_pb`` and ``coords``, or CATHODE without ``background``.
     """
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 3 or x.shape[-1] != 5:
@@ -261,6 +270,11 @@ def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessin
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     keys = realisation_keys(key, x.shape[0]) if jnp.ndim(key) == 0 else key
+    if method == "cathode":
+        if background is None or jnp.ndim(background) != 2 or jnp.shape(background)[1] != 5:
+            shape = None if background is None else jnp.shape(background)
+            raise ValueError(f"CATHODE needs an (M, 5) background sample, got {shape}")
+        return measure_cathode(keys, x, weight, background, classifier, eps_b)
     if method == "paws":
         if log_ratio_fn is None:
             if not is_toy:
@@ -275,6 +289,50 @@ def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessin
         raise ValueError("R-ANODE needs the background log-density log_pb and the signal coordinates coords")
     u, log_pb_u = ranode_inputs(coords, x, log_pb)
     return measure_ranode(keys, u, log_pb_u, weight, config, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames="classifier")
+def measure_cathode(
+    keys: jax.Array,
+    x: jax.Array,
+    weight: jax.Array,
+    background: jax.Array,
+    classifier: clf.ClassifierConfig = clf.DEFAULT,
+    eps_b: float = 1e-3,
+) -> Measurements:
+    """CATHODE's discovery test on ``R`` realisations: k-fold data-vs-background classifiers, then a cut.
+
+    In each realisation the data (class 1) and ``background`` (class 0; in CATHODE the
+    sideband generator's signal-region samples, with the true background: idealised AD) are
+    split over ``classifier.k_folds`` folds together, every event is scored by the models that did
+    not train on its fold (:func:`gbijax.classifiers.kfold_train`, the background reweighted to
+    the data's total as :func:`gbijax.classifiers.cathode` does), and :func:`cut_and_count`
+    counts the data above the score that keeps ``eps_b`` of the background sample. The
+    substructure features are the inputs (``x[..., 1:]``: ``m_jj`` is not).
+
+    Args:
+        keys: ``(R,)`` PRNG keys (folds, trainings).
+        x: ``(R, N, 5)`` signal-region data.
+        weight: ``(R, N)`` per-event weights (0: padding).
+        background: ``(M, 5)`` background sample, shared by the realisations.
+        classifier: the classifier ensemble (static).
+        eps_b: background efficiency of the cut.
+
+    Returns:
+        :class:`Measurements` with ``q0 = Z**2`` and ``z``; the ``mu`` fields are NaN.
+    """
+    background = jnp.asarray(background, jnp.float32)
+
+    def one(key, xx, ww):
+        task = clf.cathode(xx[:, 1:], background[:, 1:], data_weight=ww)
+        trained = clf.kfold_train(key, task.x, task.y, task.weight, classifier)  # every event out of fold
+        score = clf.kfold_predict(trained.params, task.x, trained.folds, classifier)
+        n = xx.shape[0]
+        return cut_and_count(score[:n], score[n:], eps_b, ww).z
+
+    z = jax.vmap(one)(keys, jnp.asarray(x, jnp.float32), jnp.asarray(weight, jnp.float32))
+    nan = jnp.full_like(z, jnp.nan)
+    return Measurements(nan, nan, nan, nan, nan, z**2, z, nan, *([nan] * 8))
 
 
 def _quantiles(v: np.ndarray) -> dict:
@@ -297,7 +355,9 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
     ``mu_lo68, mu_hi68, mu_lo95, mu_hi95`` (medians); ``z`` (median) and ``z_quantiles``;
     ``median_width68``, ``median_width95``; ``frac_z_above_3``, ``frac_z_above_5``;
     ``frac_z_below_2``, ``frac_95_contains_0`` and ``no_false_signal`` (both at once: the
-    requirement at ``mu = 0`` is at least 95%); with ``mu_true``: ``coverage68``, ``coverage95``
+    requirement at ``mu = 0`` is at least 95%; for a method without intervals, ``"cathode"``,
+    the ``mu`` entries are NaN and ``no_false_signal`` is ``frac_z_below_2``); with
+    ``mu_true``: ``coverage68``, ``coverage95``
     (fraction of intervals containing ``mu_true``) and their binomial errors, ``bias``
     (``mean(mu_hat) - mu_true``), ``median_bias``, ``relative_bias`` (``bias / mu_true``),
     ``pull`` (std and 16-84% half-range of ``(mu_hat - mu_true) / sigma``, ``sigma`` the 68%
@@ -307,6 +367,7 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
     """
     a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items() if v is not None}
     z = np.nan_to_num(a["z"], nan=0.0)
+    has_mu = bool(np.isfinite(a["mu_hat"]).any())
     out = {
         "n": int(len(a["mu_hat"])),
         "mu_hat": _quantiles(a["mu_hat"]),
@@ -317,8 +378,8 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
         "median_width95": float(np.median(a["hi95"] - a["lo95"])),
         "frac_z_above_3": float(np.mean(z >= 3)), "frac_z_above_5": float(np.mean(z >= 5)),
         "frac_z_below_2": float(np.mean(z < 2)),
-        "frac_95_contains_0": float(np.mean(a["lo95"] <= 0)),
-        "no_false_signal": float(np.mean((z < 2) & (a["lo95"] <= 0))),
+        "frac_95_contains_0": float(np.mean(a["lo95"] <= 0)) if has_mu else np.nan,
+        "no_false_signal": float(np.mean((z < 2) & ((a["lo95"] <= 0) | ~has_mu))),
     }  # fmt: skip
     if np.isfinite(a["w_fit"]).any():
         out["w_fit"] = _quantiles(a["w_fit"])
@@ -333,7 +394,7 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
         for cl, level in (("68", CL68), ("95", CL95)):
             inside = a["q_masses_true"] <= float(wilks_threshold(level, 2))
             out[f"mass_contour_coverage{cl}"], out[f"mass_contour_coverage{cl}_err"] = _fraction(inside)
-    if mu_true is not None:
+    if mu_true is not None and has_mu:
         mu_true = float(mu_true)
         for cl, lo, hi in (("68", a["lo68"], a["hi68"]), ("95", a["lo95"], a["hi95"])):
             out[f"coverage{cl}"], out[f"coverage{cl}_err"] = _fraction((lo <= mu_true) & (mu_true <= hi))
