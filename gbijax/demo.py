@@ -32,7 +32,6 @@ from gbijax.background import BackgroundConfig, background_log_prob, background_
 from gbijax.data import ToyOptions, load_toy, toy
 from gbijax.experiment import ResultsDir
 from gbijax.inference import (
-    ClassifierRatio,
     PawsConfig,
     RanodeConfig,
     fit_paws,
@@ -193,11 +192,11 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
     paws_cls = classifiers.PAWS_MLP._replace(
         hidden=(128, 64, 32), n_runs=1,
         train=classifiers.PAWS_MLP.train._replace(epochs=sizes.paws_epochs, patience=6))  # fmt: skip
-    trained = jax.block_until_ready(train_toy_paws(k_train, generated, sizes.paws_per_point, paws_cls))
+    held_out = len(generated) // 5  # not trained on: kappa(theta) = 1 / E_B[f / (1 - f)] is estimated on them
+    trained = train_toy_paws(k_train, generated[held_out:], sizes.paws_per_point, paws_cls)
+    jax.block_until_ready(trained.params)
     stages.split("paws_classifier")  # 28 mass points, 50-600 GeV
-    ratio_data = ClassifierRatio(
-        jnp.asarray(x, jnp.float32), trained.params, jnp.asarray(generated[:20_000], jnp.float32)
-    )
+    ratio_data = trained.ratio_data(x, generated[:held_out])
     # 4 random starts besides the best point of the 11 x 11 coarse landscape: each start's gradient steps run
     # over all events, so the starts are most of the stage's time (8 starts: ~200 s on 2 cores)
     paws_config = PawsConfig(mass_bounds=trained.mass_bounds, n_starts=4, grid_points=11)

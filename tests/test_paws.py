@@ -12,6 +12,7 @@ from gbijax.data import DEFAULT_SR, read_lhco_features, read_lhco_parametric_sig
 from gbijax.data._readers import LHCO_FEATURE_COLUMNS
 from gbijax.inference import (
     ClassifierRatio,
+    PawsClassifier,
     PawsConfig,
     bootstrap_paws,
     classifier_log_ratio,
@@ -256,6 +257,14 @@ def test_trained_parametric_classifier_finds_the_mass_region(toy_grid):
     best = sorted([float(land.m_x[i]), float(land.m_y[j])], reverse=True)
     assert abs(best[0] - 0.5) <= 0.1 and abs(best[1] - 0.1) <= 0.1
     assert 0.01 < float(land.mu_hat[i, j]) < 0.05 and float(jnp.max(land.log_likelihood)) > 20
+    # kappa from the class balance of the training set (the default of PawsClassifier.ratio_data)
+    log_kappa = float(jnp.log(jnp.mean(kappa_from_counts(sample, points))))
+    trained = PawsClassifier(fn, params, (0.1, 0.5), None, log_kappa)
+    counts = trained.ratio_data(x)
+    assert counts.background is None and counts.log_kappa == log_kappa and abs(log_kappa) < 1e-3
+    assert trained.ratio_data(x, background[8500:]).background.shape == (4000, 5)
+    land = paws_landscape(fn, counts, jnp.linspace(0.1, 0.5, 5), jnp.linspace(0.1, 0.5, 5), config=bounds)
+    assert (i, j) == np.unravel_index(int(jnp.argmax(land.log_likelihood)), (5, 5))
 
 
 # ----------------------------------------------------------------------------- the parametric-signal file

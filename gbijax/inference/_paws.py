@@ -268,12 +268,31 @@ class PawsClassifier(NamedTuple):
         params: the trained runs (stacked, averaged in :func:`parametric_logit`).
         mass_bounds: the trained mass range ``(lo, hi)`` (TeV): use it as ``PawsConfig.mass_bounds``.
         history: the training history.
+        log_kappa: ``log kappa`` from the training set's class balance (:func:`kappa_from_counts`,
+            averaged over the grid; the training set gives every point the same balance, so it is
+            0 up to rounding of the background count per point).
     """
 
     log_ratio_fn: LogRatioFn
     params: ClassifierParams
     mass_bounds: tuple[float, float]
     history: History
+    log_kappa: float = 0.0
+
+    def ratio_data(self, x: ArrayLike, kappa_background: ArrayLike | None = None) -> ClassifierRatio:
+        """The :class:`ClassifierRatio` of events ``x``.
+
+        Args:
+            x: ``(N, D)`` events to fit.
+            kappa_background: ``(M, D)`` background events held out of the classifier's
+                training, for ``kappa(theta) = 1 / E_B[f / (1 - f)]`` (recommended, with tens of
+                thousands of events: see :class:`ClassifierRatio`); None uses :attr:`log_kappa`,
+                the class balance.
+        """
+        x = jnp.asarray(x, jnp.float32)
+        if kappa_background is None:
+            return ClassifierRatio(x, self.params, None, self.log_kappa)
+        return ClassifierRatio(x, self.params, jnp.asarray(kappa_background, jnp.float32))
 
 
 TOY_PAWS_GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -306,7 +325,8 @@ def train_toy_paws(
     sample = parametric_training_set(k_set, signal, points, jnp.asarray(background, jnp.float32))
     params, history = train_parametric_classifier(k_train, sample, config)
     bounds = (float(np.min(points)), float(np.max(points)))
-    return PawsClassifier(classifier_log_ratio(config), params, bounds, history)
+    log_kappa = float(np.log(np.mean(np.asarray(kappa_from_counts(sample, points, balance=config.balance)))))
+    return PawsClassifier(classifier_log_ratio(config), params, bounds, history, log_kappa)
 
 
 def parametric_logit(
@@ -327,6 +347,16 @@ class ClassifierRatio(NamedTuple):
             ``theta`` (:func:`kappa_from_background`), or None to use ``log_kappa``.
         log_kappa: the fixed ``log kappa`` when ``background`` is None, e.g. the log of
             :func:`kappa_from_counts` (the same at every point for a balanced training set).
+
+    Which ``kappa`` (measured on the toy, 200 pseudo-experiments at ``S/sqrt(B) = 1``): the
+    self-normalisation on background events the classifier was *not* trained on gives calibrated
+    ``mu`` intervals (20,000 held-out events: 68% / 95% coverage 0.670 / 0.945). The class-balance
+    ``kappa`` trusts the classifier's calibration at every ``theta`` and is not usable as is
+    (coverage 0.375 / 0.710, a median false signal of ``Z = 8`` with no signal injected), and the
+    classifier's own training events make ``kappa`` biased (their ``f`` is pushed down). A small
+    sample biases it too where the ratio is heavy-tailed (the sample mean of a few thousand
+    ratios is usually below the true mean, by an amount that depends on ``theta``: 5,000 events
+    move the fitted ``m_Y`` by +5-15 GeV, with the exact ratio as well).
     """
 
     x: jax.Array
