@@ -188,7 +188,8 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
                         "events held out of the classifier's training (default), or the training set's class "
                         "counts (trusts the classifier's calibration: false signals on the toy)")  # fmt: skip
     g.add_argument("--paws-kappa-events", type=int, default=20_000,
-                   help="with --paws-kappa background: held-out events that fix kappa(theta)")  # fmt: skip
+                   help="with --paws-kappa background: held-out events that fix kappa(theta); several times "
+                        "the SR events, or its noise makes false signals")  # fmt: skip
 
 
 class PawsSetup(NamedTuple):
@@ -429,7 +430,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         background, log_pb_bkg, model, coords, info = background_setup(args, out, samples, variant, k_bkg)
     if args.method == "paws":
         k_bkg, k_paws = jax.random.split(k_bkg)
-        n_class = 200_000 if variant == "exact" else len(samples.background_sr)
+        held_out = args.paws_kappa_events if args.paws_kappa == "background" else 0
+        n_class = 200_000 if variant == "exact" else len(samples.background_sr) + held_out
         background, paws_background, info = classifier_background(args, out, samples, variant, k_bkg, n_class)
         setup = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else paws_background)
     if args.method == "cathode":
