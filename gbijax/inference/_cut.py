@@ -14,14 +14,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import xlogy
 from jax.typing import ArrayLike
 
 __all__ = ["CutAndCount", "cut_and_count", "on_off_significance"]
-
-
-def _xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
-    safe = jnp.where(x > 0, y, 1.0)
-    return jnp.where(x > 0, x * jnp.log(safe), 0.0)
 
 
 def on_off_significance(n_on: ArrayLike, n_off: ArrayLike, alpha: ArrayLike) -> jax.Array:
@@ -59,7 +55,7 @@ def on_off_significance(n_on: ArrayLike, n_off: ArrayLike, alpha: ArrayLike) -> 
     # the second term as log1p: with n_off >> n_on both terms are O(n_on), not O(n_off)
     ratio = jnp.where(n_off > 0, (alpha * n_off - n_on) / jnp.where(total > 0, total, 1.0), 0.0)
     off = n_off * jnp.log1p(ratio)
-    q0 = 2.0 * (_xlogy(n_on, n_on / jnp.where(b_null > 0, b_null, 1.0)) + off)
+    q0 = 2.0 * (xlogy(n_on, n_on / jnp.where(b_null > 0, b_null, 1.0)) + off)
     return jnp.where(n_on > alpha * n_off, jnp.sqrt(jnp.maximum(q0, 0.0)), 0.0)
 
 

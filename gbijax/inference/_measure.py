@@ -305,7 +305,7 @@ def measure_cathode(
     In each realisation the data (class 1) and ``background`` (class 0; in CATHODE the
     sideband generator's signal-region samples, with the true background: idealised AD) are
     split over ``classifier.k_folds`` folds together, every event is scored by the models that did
-    not train on its fold (:func:`gbijax.classifiers.kfold_train`, the background reweighted to
+    not train on its fold (:func:`gbijax.classifiers.kfold_scores`, the background reweighted to
     the data's total as :func:`gbijax.classifiers.cathode` does), and :func:`cut_and_count`
     counts the data above the score that keeps ``eps_b`` of the background sample. The
     substructure features are the inputs (``x[..., 1:]``: ``m_jj`` is not).
@@ -325,8 +325,7 @@ def measure_cathode(
 
     def one(key, xx, ww):
         task = clf.cathode(xx[:, 1:], background[:, 1:], data_weight=ww)
-        trained = clf.kfold_train(key, task.x, task.y, task.weight, classifier)  # every event out of fold
-        score = clf.kfold_predict(trained.params, task.x, trained.folds, classifier)
+        score = clf.kfold_scores(key, task.x, task.y, task.weight, classifier)  # every event out of fold
         n = xx.shape[0]
         return cut_and_count(score[:n], score[n:], eps_b, ww).z
 
