@@ -5,7 +5,8 @@
 
 Reads each run's ``results.json`` (``experiments/mu_scan.py``), labels it by method and background
 variant, and writes ``mu_scan.png``, ``significance.png``, ``coverage.png`` and a ``results.json``
-with each method's smallest ``mu`` (and ``S/sqrt(B)``) reaching a median Z of 3 and 5. The runs
+with each method's smallest ``mu`` (and ``S/sqrt(B)``) reaching a median Z of 3 and 5 (and, for a
+PAWS run with look-elsewhere toys, a median global Z of 3) and its Z at ``mu = 0``. The runs
 should share the data and injections (their ``B`` is taken from the first run). A ``cathode`` run
 (a cut-and-count search: Z only) appears in the significance figure and the summary.
 """
@@ -37,10 +38,21 @@ def _label(res: dict) -> str:
     return label if res["method"] == "oracle" else f"{label} ({res['background_variant']})"
 
 
-def _first(rows: list[dict], z: float) -> dict | None:
+def _first(rows: list[dict], z: float, key: str = "z") -> dict | None:
     ordered = sorted(rows, key=lambda r: r["mu_true"])
-    hit = next((r for r in ordered if r["mu_true"] > 0 and r["z"] >= z), None)
+    hit = next((r for r in ordered if r["mu_true"] > 0 and r[key] >= z), None)
     return None if hit is None else {"mu": hit["mu_true"], "s_over_sqrt_b": hit["s_over_sqrt_b"]}
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Smallest injection with median Z >= 3 and 5 (and Z_global where toys were run), Z at mu = 0."""
+    zero = next((r for r in rows if r["mu_true"] == 0), None)
+    out = {"z3": _first(rows, 3.0), "z5": _first(rows, 5.0),
+           "z_at_mu_0": None if zero is None else round(zero["z"], 3)}  # fmt: skip
+    if all("z_global" in r for r in rows):
+        out.update(z_global3=_first(rows, 3.0, "z_global"), z_global_max=rows[0]["z_global_max"],
+                   z_global_at_mu_0=None if zero is None else round(zero["z_global"], 3))  # fmt: skip
+    return out
 
 
 def _measures_mu(rows: list[dict]) -> bool:
@@ -63,10 +75,12 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         plotting.mu_scan_figure(measured, n_background, out.figure_path("mu_scan"))
         plotting.coverage_vs_mu_figure(measured, out.figure_path("coverage"))
     plotting.significance_figure(curves, out.figure_path("significance"))
-    summary = {label: {"z3": _first(rows, 3.0), "z5": _first(rows, 5.0)} for label, rows in curves.items()}
+    summary = {label: _summary(rows) for label, rows in curves.items()}
     out.write_results({"runs": args.runs, "smallest_injection": summary})
     for label, s in summary.items():
-        print(f"  {label}: Z >= 3 from {s['z3']}, Z >= 5 from {s['z5']}", flush=True)
+        look_elsewhere = "" if "z_global3" not in s else f"; global Z >= 3 from {s['z_global3']}"
+        print(f"  {label}: Z at mu = 0 {s['z_at_mu_0']}, Z >= 3 from {s['z3']}, Z >= 5 from {s['z5']}"
+              f"{look_elsewhere}", flush=True)  # fmt: skip
     print(f"results in {out.path}", flush=True)
 
 

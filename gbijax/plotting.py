@@ -397,7 +397,8 @@ def significance_figure(curves: dict, path: str | Path, title: str = "") -> Path
 
     Args:
         curves: label -> per-injection dicts of ``experiments/mu_scan.py``'s ``results.json``
-            (``s_over_sqrt_b``, median ``z`` and ``z_quantiles`` with ``p16``/``p84``).
+            (``s_over_sqrt_b``, median ``z`` and ``z_quantiles`` with ``p16``/``p84``; a dashed
+            line for the median ``z_global`` where a run has look-elsewhere toys).
         path: the PNG to write.
         title: figure title.
     """
@@ -408,6 +409,10 @@ def significance_figure(curves: dict, path: str | Path, title: str = "") -> Path
         ax.plot(s, [r["z"] for r in sig], "o-", color=c, ms=4, label=label)
         ax.fill_between(s, [r["z_quantiles"]["p16"] for r in sig], [r["z_quantiles"]["p84"] for r in sig],
                         color=c, alpha=0.2, lw=0)  # fmt: skip
+        if sig and all("z_global" in r for r in sig):
+            reach = sig[0]["z_global_max"]
+            ax.plot(s, [r["z_global"] for r in sig], "s--", color=c, ms=3,
+                    label=f"{label}, look-elsewhere corrected (toys reach {reach:.2f})")  # fmt: skip
     for z in (3.0, 5.0):
         ax.axhline(z, color="gray", lw=0.8, ls="--")
         ax.text(ax.get_xlim()[0], z, f" {z:g} sigma", va="bottom", fontsize="x-small", color="gray")

@@ -174,9 +174,16 @@ def test_paws_drivers_quick(tmp_path):
     out = tmp_path / "scan"
     assert _run("mu_scan", ["--data", TINY_TOY, "--realisations", "2", "--max-sr-background", "360",
                             "--quick", "--method", "paws", "--paws-ratio", "exact", "--background-variant",
-                            "exact", "--injections", "0.1", "--out", str(out)]) == 0  # fmt: skip
-    rows = json.loads((out / "results.json").read_text())["injections"]
+                            "exact", "--injections", "0.1", "--paws-global-toys", "19",
+                            "--out", str(out)]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    rows = res["injections"]
     assert abs(rows[1]["m_x"]["median"] - 0.5) < 0.1 and rows[1]["z"] > 3
+    # look-elsewhere: 19 toys of 360 events from 5 x 360 more; a clear signal beats every toy (p = 1/20)
+    assert res["background"]["look_elsewhere"]["toy_sample"] == 1800
+    assert rows[1]["z_global"] == pytest.approx(rows[1]["z_global_max"]) == pytest.approx(1.645, abs=1e-3)
+    assert rows[0]["z_global"] < rows[0]["z"] or rows[0]["z"] == 0
+    assert "smallest_mu_median_z_global_3" in res["summary"]
     out = tmp_path / "cov"
     assert _run("coverage", ["--method", "paws", "--mu", "0.1", "--pseudo", "2", "--n-events", "400",
                              "--quick", "--out", str(out), "--paws-per-point", "100"]) == 0  # fmt: skip

@@ -19,6 +19,7 @@ from gbijax.inference import (
     fisher_uncertainty,
     fit_paws,
     fit_starts,
+    global_p_value,
     global_significance,
     kappa_from_background,
     kappa_from_counts,
@@ -26,9 +27,11 @@ from gbijax.inference import (
     landscape_region,
     mass_grid_points,
     mu_alpha_landscape,
+    null_scan_q0,
     parametric_training_set,
     paws_landscape,
     paws_log_likelihood,
+    scan_q0,
     toy_log_ratio,
     toy_ratio_data,
     toy_signal_grid,
@@ -225,11 +228,28 @@ def test_global_significance_from_toys(x64, gauss_fit):
     run = lambda data: global_significance(jax.random.key(3), narrow, data, background, points=points,
                                            n_toys=30, config=GAUSS)  # fmt: skip
     obs = run(x)
-    assert float(obs.z_local) > 8 and float(obs.p_global) == 0.0 and obs.toy_q0.shape == (30,)
+    assert float(obs.z_local) > 8 and obs.toy_q0.shape == (30,)
+    assert float(obs.p_global) == pytest.approx(1 / 31)  # no toy reaches it: the Monte Carlo p-value's floor
     null = run(jax.random.uniform(jax.random.key(8), (4000, 2), jnp.float64))
     np.testing.assert_array_equal(null.toy_q0, obs.toy_q0)  # the toys depend on the key and background only
     assert 0.0 < float(null.p_global) <= 1.0 and float(null.z_local) < 4
     assert float(jnp.median(obs.toy_q0)) > 0.5  # look-elsewhere: the scan's maximum beats one point's
+
+
+@pytest.mark.slow  # 600 toys x 36 hypotheses on 10,000 events
+def test_global_p_value_is_uniform_under_the_background_only_hypothesis(x64):
+    """Background-only datasets scanned over 36 mass points: their global p-values are uniform."""
+    points = mass_grid_points(np.linspace(0.1, 0.6, 6))
+    datasets = jax.random.uniform(jax.random.key(11), (400, 500, 2), jnp.float64)
+    q0 = jax.vmap(lambda d: scan_q0(narrow, d, points=points, config=GAUSS))(datasets)
+    sample = jax.random.uniform(jax.random.key(12), (10_000, 2), jnp.float64)
+    toys = null_scan_q0(jax.random.key(13), narrow, sample, 500, points=points, n_toys=600, config=GAUSS)
+    p, z = global_p_value(q0, toys)
+    assert float(jnp.median(q0)) > 1.0  # the maximum over 36 points is far from one point's chi2_1 / 2
+    for a in (0.1, 0.5):  # P(p <= a) = a within 3 standard deviations (400 datasets, 600 toys' quantile)
+        tolerance = 3 * np.sqrt(a * (1 - a) * (1 / 400 + 1 / 600))
+        assert abs(float(jnp.mean(p <= a)) - a) < tolerance, (a, float(jnp.mean(p <= a)))
+    assert float(jnp.mean(z >= 2)) < 0.05
 
 
 # ----------------------------------------------------------------------------- a trained classifier

@@ -37,7 +37,14 @@ from gbijax.data import DEFAULT_SR, toy
 from gbijax.data._preprocessing import Preprocessing
 from gbijax.inference._cut import cut_and_count
 from gbijax.inference._oracle import oracle_fit
-from gbijax.inference._paws import PawsConfig, _fit_core, _landscape, toy_log_ratio, toy_ratio_data
+from gbijax.inference._paws import (
+    PawsConfig,
+    _fit_core,
+    _landscape,
+    global_p_value,
+    toy_log_ratio,
+    toy_ratio_data,
+)
 from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode
 from gbijax.inference._stats import CL68, CL95, wilks_threshold
 
@@ -66,6 +73,10 @@ class Measurements(NamedTuple):
             ``wilks_threshold(CL, 2)`` (2.30 for 68.3%, 5.99 for 95%); NaN otherwise.
         shape_std: R-ANODE: the standard deviation of ``mu_hat`` from the learned signal shape,
             included in the intervals (0 when not estimated); NaN for other methods.
+        q0_scan: PAWS: the scan statistic of the look-elsewhere correction, the largest local
+            ``q0`` on the fit's coarse mass grid (:func:`gbijax.inference.scan_q0`); compare it
+            with background-only toys (:func:`gbijax.inference.null_scan_q0`,
+            :func:`gbijax.inference.global_p_value`); NaN for other methods.
     """
 
     mu_hat: jax.Array
@@ -84,13 +95,14 @@ class Measurements(NamedTuple):
     m_y_hi68: jax.Array | None = None
     q_masses_true: jax.Array | None = None
     shape_std: jax.Array | None = None
+    q0_scan: jax.Array | None = None
 
 
 def _from_fit(fit, w_fit, shape_std=None) -> Measurements:
     nan = jnp.full_like(fit.mu_hat, jnp.nan)
     return Measurements(fit.mu_hat, fit.interval_68.lo, fit.interval_68.hi, fit.interval_95.lo,
                         fit.interval_95.hi, fit.q0, fit.z, w_fit, *([nan] * 7),
-                        nan if shape_std is None else shape_std)  # fmt: skip
+                        nan if shape_std is None else shape_std, nan)  # fmt: skip
 
 
 def realisation_keys(key: jax.Array, n: int, start: int = 0) -> jax.Array:
@@ -202,11 +214,14 @@ def measure_paws(
             (mu_lo, mu_hi), no_alpha = config.mu_bounds, jnp.zeros(0, mx.dtype)
             at_truth = _landscape((log_ratio_fn,), (d,), w, mx, my, no_alpha, mu_lo, mu_hi, 1, config.n_iter)
             q_true = jnp.maximum(2.0 * (fit.log_likelihood_max - at_truth.log_likelihood[0, 0]), 0.0)
+        land = fit.landscape
+        q0_scan = jnp.max(jnp.where(land.mu_hat > 0, jnp.maximum(2.0 * land.log_likelihood, 0.0), 0.0),
+                          initial=0.0) if config.grid_points else jnp.nan  # fmt: skip
         f32 = lambda v: jnp.asarray(v, jnp.float32)
         return Measurements(*map(f32, (
             fit.mu_hat, fit.mu_interval.lo, fit.mu_interval.hi, fit.mu_interval_95.lo, fit.mu_interval_95.hi,
             fit.q0, fit.z, jnp.nan, fit.params.m_x, fit.m_x_interval.lo, fit.m_x_interval.hi, fit.params.m_y,
-            fit.m_y_interval.lo, fit.m_y_interval.hi, q_true, jnp.nan)))  # fmt: skip
+            fit.m_y_interval.lo, fit.m_y_interval.hi, q_true, jnp.nan, q0_scan)))  # fmt: skip
 
     if batch_size is None:
         return jax.vmap(one, in_axes=(0, data_axes, 0))(keys, data, weight)
@@ -331,7 +346,7 @@ def measure_cathode(
 
     z = jax.vmap(one)(keys, jnp.asarray(x, jnp.float32), jnp.asarray(weight, jnp.float32))
     nan = jnp.full_like(z, jnp.nan)
-    return Measurements(nan, nan, nan, nan, nan, z**2, z, nan, *([nan] * 8))
+    return Measurements(nan, nan, nan, nan, nan, z**2, z, nan, *([nan] * 9))
 
 
 def _quantiles(v: np.ndarray) -> dict:
@@ -347,7 +362,7 @@ def _fraction(flags: np.ndarray) -> tuple[float, float]:
     return p, float(np.sqrt(max(p * (1 - p), 1.0 / n) / n))
 
 
-def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dict:
+def summarize_measurements(m: Measurements, mu_true: float | None = None, null_q0=None) -> dict:
     """What a study reports about ``R`` measurements (plain floats, JSON-ready).
 
     Keys: ``n``; ``mu_hat`` (median, p16, p84, p2.5, p97.5, mean, std over realisations);
@@ -363,6 +378,11 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
     interval's half-width on the side of the truth: 1 for calibrated intervals),
     ``w_fit`` (R-ANODE learned mode, the training-fold fraction) and ``shape_std`` (R-ANODE:
     the learned shape's standard deviation of ``mu_hat``, in the intervals) where present.
+    With ``null_q0`` (``(T,)`` scan statistics of background-only toys, :func:`null_scan_q0`) and
+    PAWS's ``q0_scan``: the look-elsewhere-corrected ``z_global`` (median) and
+    ``z_global_quantiles``, ``z_global_max`` (the most ``T`` toys can show),
+    ``frac_z_global_above_3``, ``frac_z_global_below_2`` and ``no_false_signal_global`` (``Z_global
+    < 2`` and the 95% interval containing 0).
     """
     a = {k: np.asarray(v, np.float64).reshape(-1) for k, v in m._asdict().items() if v is not None}
     z = np.nan_to_num(a["z"], nan=0.0)
@@ -393,6 +413,14 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None) -> dic
         for cl, level in (("68", CL68), ("95", CL95)):
             inside = a["q_masses_true"] <= float(wilks_threshold(level, 2))
             out[f"mass_contour_coverage{cl}"], out[f"mass_contour_coverage{cl}_err"] = _fraction(inside)
+    if null_q0 is not None and "q0_scan" in a and np.isfinite(a["q0_scan"]).any():
+        _, zg = global_p_value(a["q0_scan"], null_q0)
+        zg = np.asarray(zg, np.float64)
+        out.update(z_global=float(np.median(zg)), z_global_quantiles=_quantiles(zg),
+                   z_global_max=float(global_p_value(np.inf, null_q0)[1]),
+                   frac_z_global_above_3=float(np.mean(zg >= 3)),
+                   frac_z_global_below_2=float(np.mean(zg < 2)),
+                   no_false_signal_global=float(np.mean((zg < 2) & (a["lo95"] <= 0))))  # fmt: skip
     if mu_true is not None and has_mu:
         mu_true = float(mu_true)
         for cl, lo, hi in (("68", a["lo68"], a["hi68"]), ("95", a["lo95"], a["hi95"])):

@@ -81,10 +81,11 @@ from gbijax.train import History
 __all__ = [
     "ClassifierRatio", "GlobalSignificance", "Landscape", "LogRatioFn", "ParametricSample", "PawsBootstrap",
     "PawsConfig", "PawsFit", "StartFits", "ToyRatioData",
-    "bootstrap_paws", "classifier_log_ratio", "fit_paws", "fit_starts", "global_significance",
-    "kappa_from_background", "kappa_from_counts", "landscape_intervals", "landscape_region",
-    "mass_grid_points", "mixing_fractions", "mu_alpha_landscape", "parametric_inputs", "parametric_logit",
-    "parametric_training_set", "paws_landscape", "paws_log_likelihood", "toy_log_ratio", "toy_ratio_data",
+    "bootstrap_paws", "classifier_log_ratio", "fit_paws", "fit_starts", "global_p_value",
+    "global_significance", "kappa_from_background", "kappa_from_counts", "landscape_intervals",
+    "landscape_region", "mass_grid_points", "mixing_fractions", "mu_alpha_landscape", "null_scan_q0",
+    "parametric_inputs", "parametric_logit", "parametric_training_set", "paws_landscape",
+    "paws_log_likelihood", "scan_q0", "toy_log_ratio", "toy_ratio_data",
     "toy_signal_grid", "train_parametric_classifier", "train_toy_paws", "PawsClassifier",
     "REFERENCE_PAWS_GRID", "TOY_PAWS_GRID",
 ]  # fmt: skip
@@ -1108,9 +1109,9 @@ class GlobalSignificance(NamedTuple):
     Attributes:
         q0: the observed maximum local ``q0`` over the scanned hypotheses.
         z_local: ``sqrt(q0)``.
-        p_global: fraction of background-only toys whose maximum ``q0`` is ``>= q0`` (0 means
-            below ``1 / n_toys``).
-        z_global: ``Phi^-1(1 - p_global)`` (``inf`` when ``p_global = 0``).
+        p_global: the Monte Carlo p-value ``(1 + #{t: q0_t >= q0}) / (1 + T)`` over ``T``
+            background-only toys (:func:`global_p_value`).
+        z_global: ``max(Phi^-1(1 - p_global), 0)``, at most ``Phi^-1(1 - 1 / (1 + T))`` (the toys' reach).
         toy_q0: ``(T,)`` maximum local ``q0`` of every toy.
     """
 
@@ -1121,6 +1122,112 @@ class GlobalSignificance(NamedTuple):
     toy_q0: jax.Array
 
 
+def global_p_value(q0: ArrayLike, toy_q0: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """The global p-value and significance of observed scan maxima ``q0`` from the toys' maxima.
+
+    ``p = (1 + #{t: q0_t >= q0}) / (1 + T)``, ``Z = max(Phi^-1(1 - p), 0)``: the Monte Carlo p-value
+    that counts the observation as one more draw, so it is valid (``P(p <= a) <= a`` under the
+    background-only hypothesis) and finite; ``Z`` is at most ``Phi^-1(1 - 1 / (1 + T))``
+    (3.09 for 999 toys), i.e. "at least" when no toy reaches ``q0``.
+
+    Args:
+        q0: observed statistic(s), any shape.
+        toy_q0: ``(T,)`` the statistic on background-only toys (:func:`null_scan_q0`).
+
+    Returns:
+        ``(p_global, z_global)`` with the shape of ``q0``.
+
+    >>> p, z = global_p_value(jnp.array([0.0, 4.0, 100.0]), jnp.arange(9.0))
+    >>> [round(v, 3) for v in p.tolist()]
+    [1.0, 0.6, 0.1]
+    >>> round(float(z[2]), 3)
+    1.282
+    """
+    q0, toy_q0 = jnp.asarray(q0), jnp.asarray(toy_q0)
+    exceed = jnp.sum(toy_q0 >= q0[..., None], axis=-1)
+    p = (1.0 + exceed) / (1.0 + toy_q0.shape[0])
+    return p, jnp.maximum(ndtri(1.0 - p), 0.0)
+
+
+def _hypotheses(n_modes: int, points, alphas, config: PawsConfig) -> tuple[jax.Array, jax.Array]:
+    """``(H, 2)`` masses and ``(H, K - 1)`` mode fractions of a scan (every point with every alpha)."""
+    if points is None:
+        points = mass_grid_points(np.linspace(*config.mass_bounds, max(config.grid_points, 2)))
+    _check_masses(points, config.mass_bounds, "scanned mass")
+    n_alpha = n_modes - 1
+    if not n_alpha:
+        alphas = np.zeros((1, 0))
+    elif alphas is None:
+        alphas = np.array(list(itertools.product((0.0, 0.5, 1.0), repeat=n_alpha)))
+    alphas = np.asarray(alphas, float).reshape(-1, n_alpha) if n_alpha else alphas
+    points = np.asarray(points, float)
+    return jnp.asarray(np.repeat(points, len(alphas), axis=0)), jnp.asarray(np.tile(alphas, (len(points), 1)))
+
+
+def scan_q0(
+    log_ratio_fn: LogRatioFn | Sequence[LogRatioFn], data: Any, weight: ArrayLike | None = None,
+    points: ArrayLike | None = None, alphas: ArrayLike | None = None, config: PawsConfig = PawsConfig(),
+) -> jax.Array:  # fmt: skip
+    """The scan statistic ``q0 = max_h q0_h``: the largest local discovery ``q0`` over mass hypotheses.
+
+    At every hypothesis ``h`` (mass point x alpha value) ``q0_h = 2 max_mu l(mu; h)`` with ``mu``
+    profiled exactly in ``config.mu_bounds`` (0 when ``mu_hat <= 0``). With the default points (the
+    ``config.grid_points`` x ``config.grid_points`` grid over ``config.mass_bounds``) and one
+    mode this is ``2 max`` of :func:`fit_paws`'s coarse landscape, which
+    :func:`gbijax.inference.measure_paws` reports as ``q0_scan``.
+
+    Args:
+        log_ratio_fn, data: the ratio model(s) and data (see :func:`paws_log_likelihood`).
+        weight: optional ``(N,)`` event weights.
+        points: ``(H, 2)`` scanned masses (default: :func:`mass_grid_points` of
+            ``config.grid_points`` values per axis over ``config.mass_bounds``).
+        alphas: ``(A, K - 1)`` scanned mode fractions (several modes; default ``{0, 1/2, 1}^(K-1)``).
+        config: :class:`PawsConfig`.
+
+    Raises:
+        ValueError: a scanned mass outside ``config.mass_bounds``.
+    """
+    fns, datas = _modes(log_ratio_fn, data)
+    thetas, hyp_alpha = _hypotheses(len(fns), points, alphas, config)
+    return _scan_core(fns, datas, weight, thetas, hyp_alpha, config)
+
+
+def null_scan_q0(
+    key: jax.Array, log_ratio_fn: LogRatioFn | Sequence[LogRatioFn], background_data: Any, n_events: float,
+    points: ArrayLike | None = None, alphas: ArrayLike | None = None, n_toys: int = 100,
+    config: PawsConfig = PawsConfig(), toy_batch_size: int | None = None,
+) -> jax.Array:  # fmt: skip
+    """The scan statistic of :func:`scan_q0` on ``n_toys`` background-only toys: ``(T,)``.
+
+    Toy ``t`` is the ``M`` events of ``background_data`` with Poisson weights of mean
+    ``n_events / M``: pseudo-data of ``n_events`` expected background events. The ratios on the
+    background sample are computed once per hypothesis; the toys only re-weight them, all in one
+    compiled program. The sample should be independent of everything the ratio was built from
+    (the classifier's training events and its ``kappa`` events: a sample that fixed ``kappa``
+    has ``E[Lambda] = 1`` exactly and gives too quiet toys), and several times larger than
+    ``n_events`` (the toys share its events). One null distribution serves every dataset of
+    that size: compare each with :func:`global_p_value`.
+
+    Args:
+        key: PRNG key of the toys.
+        log_ratio_fn: the ratio model(s).
+        background_data: the ratio data pytree(s) holding the background sample (e.g. a
+            :class:`ClassifierRatio` whose ``x`` is the generator's samples).
+        n_events: the expected size of the pseudo-data (the data's total weight).
+        points, alphas, config: the scanned hypotheses, as in :func:`scan_q0`.
+        n_toys: number of toys ``T``.
+        toy_batch_size: toys vectorised together (memory: a few ``toy_batch_size x M`` arrays);
+            default 1 (a loop) on CPU, where one toy's ``M`` events already vectorise, 100 on
+            accelerators.
+    """
+    fns, bdatas = _modes(log_ratio_fn, background_data)
+    thetas, hyp_alpha = _hypotheses(len(fns), points, alphas, config)
+    if toy_batch_size is None:
+        toy_batch_size = 1 if jax.default_backend() == "cpu" else 100
+    return _null_core(fns, bdatas, key, jnp.asarray(n_events, float), thetas, hyp_alpha, n_toys, config,
+                      max(1, min(toy_batch_size, n_toys)))  # fmt: skip
+
+
 def global_significance(
     key: jax.Array, log_ratio_fn: LogRatioFn | Sequence[LogRatioFn], data: Any, background_data: Any,
     weight: ArrayLike | None = None, points: ArrayLike | None = None, alphas: ArrayLike | None = None,
@@ -1128,23 +1235,17 @@ def global_significance(
 ) -> GlobalSignificance:  # fmt: skip
     """Global significance of the maximum local ``q0`` over a mass grid, from background-only toys.
 
-    The scan: at every hypothesis ``h`` (mass point x alpha value) ``q0_h = 2 max_mu l`` (exact
-    profile, ``mu`` in ``config.mu_bounds``, 0 if ``mu_hat <= 0``); the statistic is
-    ``q0 = max_h q0_h``. Toy ``t`` is background-only pseudo-data of the same expected size: the
-    ``M`` events of ``background_data`` with Poisson weights of mean ``n / M`` (``n`` = total
-    data weight), scanned the same way; ``p_global = #{t: q0_t >= q0} / T``. The ratios on the
-    background sample are computed once per hypothesis; the toys then only re-weight them.
-    Use a background sample independent of the classifier's training background where possible.
+    The observed scan statistic ``q0 = max_h q0_h`` (:func:`scan_q0`), its null distribution
+    from toys of the data's size drawn from ``background_data`` (:func:`null_scan_q0`) and the
+    p-value ``p_global = (1 + #{t: q0_t >= q0}) / (1 + T)`` (:func:`global_p_value`). Use a
+    background sample independent of the classifier's training and ``kappa`` events.
 
     Args:
         key: PRNG key of the toys.
         log_ratio_fn, data: the ratio model(s) and the observed data.
-        background_data: the same kind of data pytree(s) holding the background sample (e.g. a
-            :class:`ClassifierRatio` whose ``x`` is the generator's samples).
+        background_data: the same kind of data pytree(s) holding the background sample.
         weight: optional ``(N,)`` weights of the observed events.
-        points: ``(H, 2)`` scanned masses (default: :func:`mass_grid_points` of
-            ``config.grid_points`` values per axis over ``config.mass_bounds``).
-        alphas: ``(A, K - 1)`` scanned mode fractions (several modes; default ``{0, 1/2, 1}^(K-1)``).
+        points, alphas: the scanned hypotheses (see :func:`scan_q0`).
         n_toys: number of toys.
         config: :class:`PawsConfig`.
 
@@ -1152,20 +1253,11 @@ def global_significance(
         ValueError: a scanned mass outside ``config.mass_bounds``.
     """
     fns, datas = _modes(log_ratio_fn, data)
-    _, bdatas = _modes(log_ratio_fn, background_data)
-    if points is None:
-        points = mass_grid_points(np.linspace(*config.mass_bounds, max(config.grid_points, 2)))
-    _check_masses(points, config.mass_bounds, "scanned mass")
-    n_alpha = len(fns) - 1
-    if not n_alpha:
-        alphas = np.zeros((1, 0))
-    elif alphas is None:
-        alphas = np.array(list(itertools.product((0.0, 0.5, 1.0), repeat=n_alpha)))
-    alphas = np.asarray(alphas, float).reshape(-1, n_alpha) if n_alpha else alphas
-    points = np.asarray(points, float)
-    thetas = np.repeat(points, len(alphas), axis=0)
-    hyp_alpha = jnp.asarray(np.tile(alphas, (len(points), 1)))
-    return _global_core(fns, datas, bdatas, weight, key, jnp.asarray(thetas), hyp_alpha, n_toys, config)
+    q0 = scan_q0(log_ratio_fn, data, weight, points, alphas, config)
+    n = jax.tree.leaves(datas[0])[0].shape[0] if weight is None else jnp.sum(jnp.asarray(weight))
+    toys = null_scan_q0(key, log_ratio_fn, background_data, n, points, alphas, n_toys, config)
+    p, z = global_p_value(q0, toys)
+    return GlobalSignificance(q0, jnp.sqrt(q0), p, z, toys)
 
 
 def _scan_q0(log_lams, weight, mu_lo, mu_hi, config: PawsConfig) -> jax.Array:
@@ -1178,26 +1270,31 @@ def _scan_q0(log_lams, weight, mu_lo, mu_hi, config: PawsConfig) -> jax.Array:
     return jnp.max(jax.lax.map(at, log_lams, batch_size=config.batch_size))
 
 
-@partial(jax.jit, static_argnames=("fns", "n_toys", "config"))
-def _global_core(fns, datas, bdatas, weight, key, thetas, alphas, n_toys: int, config: PawsConfig):
+def _hypothesis_ratios(fns, datas, thetas, alphas, config: PawsConfig):
+    """``(H, N)`` log-ratios of every hypothesis, and the ``mu`` bounds, in the ratios' dtype."""
     fns = _mass_ordered(fns, config)
     dtype = _dtype(fns, datas)
     mu_lo, mu_hi = (jnp.asarray(v, dtype) for v in config.mu_bounds)
-    thetas, alphas = thetas.astype(dtype), alphas.astype(dtype)
+    lam = lambda args: _log_lambda(fns, datas, args[0], args[1])
+    log_lams = jax.lax.map(lam, (thetas.astype(dtype), alphas.astype(dtype)), batch_size=config.batch_size)
+    return log_lams, mu_lo, mu_hi
 
-    def ratios(ds):
-        lam = lambda args: _log_lambda(fns, ds, args[0], args[1])
-        return jax.lax.map(lam, (thetas, alphas), batch_size=config.batch_size)
 
-    log_d, log_b = ratios(datas), ratios(bdatas)
-    q0 = _scan_q0(log_d, weight, mu_lo, mu_hi, config)
-    n = log_d.shape[1] if weight is None else jnp.sum(jnp.asarray(weight, dtype))
+@partial(jax.jit, static_argnames=("fns", "config"))
+def _scan_core(fns, datas, weight, thetas, alphas, config: PawsConfig):
+    log_lams, mu_lo, mu_hi = _hypothesis_ratios(fns, datas, thetas, alphas, config)
+    return _scan_q0(log_lams, weight, mu_lo, mu_hi, config)
+
+
+@partial(jax.jit, static_argnames=("fns", "n_toys", "config", "toy_batch_size"))
+def _null_core(fns, bdatas, key, n_events, thetas, alphas, n_toys: int, config: PawsConfig,
+               toy_batch_size: int):
+    log_b, mu_lo, mu_hi = _hypothesis_ratios(fns, bdatas, thetas, alphas, config)
     m = log_b.shape[1]
+    rate = n_events.astype(log_b.dtype) / m
 
     def toy_q0(k):
-        w = jax.random.poisson(k, n / m, (m,)).astype(dtype)
+        w = jax.random.poisson(k, rate, (m,)).astype(log_b.dtype)
         return _scan_q0(log_b, w, mu_lo, mu_hi, config)
 
-    toys = jax.lax.map(toy_q0, jax.random.split(key, n_toys))
-    p = jnp.mean(toys >= q0)
-    return GlobalSignificance(q0, jnp.sqrt(q0), p, ndtri(1.0 - p), toys)
+    return jax.lax.map(toy_q0, jax.random.split(key, n_toys), batch_size=toy_batch_size)
