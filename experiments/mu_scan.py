@@ -183,6 +183,8 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
                         "(PAWS-GBI), or the exact toy ratio (a perfect classifier)")  # fmt: skip
     g.add_argument("--paws-per-point", type=int, default=2000, help="simulated signal events per mass point")
     g.add_argument("--paws-epochs", type=int, default=40, help="maximum classifier epochs")
+    g.add_argument("--paws-runs", type=int, default=1,
+                   help="classifier trainings (one vmapped ensemble, averaged) smoothing the learned ratio")
     g.add_argument("--paws-starts", type=int, default=6, help="random starts of the fit")
     g.add_argument("--paws-grid-step", type=int, choices=(50, 100), default=100,
                    help="mass-grid step in GeV: 100 (50, 100, 200, ..., 600 GeV, 28 ordered points) or 50 "
@@ -235,7 +237,9 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
         return PawsSetup(config)
     epochs = min(args.paws_epochs, 4) if args.quick else args.paws_epochs
     per_point = min(args.paws_per_point, 300) if args.quick else args.paws_per_point
-    cls = PAWS_MLP._replace(hidden=(128, 64, 32), n_runs=1,
+    if args.paws_runs < 1:
+        raise ValueError(f"--paws-runs must be >= 1, got {args.paws_runs}")
+    cls = PAWS_MLP._replace(hidden=(128, 64, 32), n_runs=args.paws_runs,
                             train=PAWS_MLP.train._replace(epochs=epochs, patience=6))  # fmt: skip
     k_train, k_kappa = jax.random.split(key)
     kappa = None
