@@ -34,8 +34,9 @@ HERE = Path(__file__).resolve().parent
 SUITE = {  # name -> [(module, full arguments, small arguments, accelerator arguments)]
     "ranode": [("bench_ranode", [], ["--events", "20000", "--flows", "1", "4", "--epochs", "1"],
                 ["--flows", "1", "100", "400", "1600", "--repeats", "2"])],
-    "paws": [("bench_paws", [], ["--events", "20000", "--grid", "50", "--pseudo", "200", "--repeats", "2"],
-              ["--batch-sizes", "1", "16", "100"])],
+    "paws": [("bench_paws", [], ["--events", "20000", "--grid", "50", "--pseudo", "200", "--repeats", "2",
+                                 "--lee-toys", "10", "--lee-sample", "40000", "--lee-events", "8000"],
+              ["--batch-sizes", "1", "16", "100", "--lee-toys", "999", "--lee-batch-sizes", "1", "100"])],
     "generators": [("bench_generators", [], ["--events", "5000", "--epochs", "3"], ["--events", "100000"])],
     "ensemble": [
         ("bench_ensemble", members, [*members, "--events", "10000"], members)
@@ -160,6 +161,22 @@ def paws_section(folder: Path) -> str:
         for row in r["landscape"]
     )
     c = r["coverage"]
+    lee = "\n".join(
+        f"| {row['toy_batch_size']} | {fmt_seconds(row['median_s'])} | {fmt_seconds(row['first_call_s'])} "
+        f"| {row['toys_per_s']:.1f} |"
+        for row in r.get("look_elsewhere", [])
+    )
+    if lee:
+        row = r["look_elsewhere"][0]
+        lee = f"""
+Look-elsewhere toys (`null_scan_q0`): {row['toys']:,} background-only toys of {row['events']:,} events
+(Poisson re-weightings of {row['sample']:,} background events), each scanned over {row['hypotheses']} mass
+points with `mu` profiled exactly (exact toy ratio; medians):
+
+| toys per batch | wall time | first call (compiles) | toys/s |
+|---|---|---|---|
+{lee}
+"""
     return f"""## PAWS landscape and pseudo-experiments{on_device(r["machine"])}
 
 `python -m benchmarks.bench_paws` ({_machine(r['machine'])})
@@ -175,7 +192,7 @@ A {r['grid']} x {r['grid']} (m_X, m_Y) profile-likelihood landscape on {r['event
 program {fmt_seconds(c['vmapped']['median_s'])} ({c['pseudo_per_s']:,.0f} pseudo-experiments/s); chunked with
 `sharded_vmap` (chunk {c['chunk_size']}) {fmt_seconds(c['chunked']['median_s'])},
 max |difference| {c['max_abs_difference']:.1e}; coverage 68% {c['coverage68']:.3f}, 95% {c['coverage95']:.3f}.
-"""
+{lee}"""
 
 
 def write_report() -> Path:

@@ -557,7 +557,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                "injections": rows, "summary": scan_summary(rows)}  # fmt: skip
     label = {"oracle": "oracle", "ranode": f"R-ANODE ({variant})", "paws": f"PAWS ({variant})",
              "cathode": f"CATHODE ({variant})"}[args.method]  # fmt: skip
-    if args.method != "cathode":  # a cut-and-count search measures no mu
+    out.write_results(results)
+    if args.method != "cathode" and any(mu > 0 for mu in mus):  # a cut-and-count search measures no mu
         plotting.mu_scan_figure(
             {label: rows},
             n_b,
@@ -566,7 +567,6 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         )
         plotting.coverage_vs_mu_figure({label: rows}, out.figure_path("coverage"))
     plotting.significance_figure({label: rows}, out.figure_path("significance"))
-    out.write_results(results)
     print(f"results in {out.path}", flush=True)
 
 
