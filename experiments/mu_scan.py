@@ -63,9 +63,11 @@ from gbijax.inference import (
 )
 from gbijax.pipeline import (
     BACKGROUND_VARIANTS,
+    FoldedBackground,
     analysis_samples,
     background_density,
     closure_background,
+    fit_background_folds,
     fit_background_variant,
     injected_realisations,
 )
@@ -292,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--max-train", type=int, default=0, help="at most this many training events (0: all; --quick: 5000)"
     )
+    g.add_argument("--sr-truth-folds", type=int, default=0,
+                   help="R-ANODE, sr_truth: train on the independent SR background plus the data's SR "
+                        "background outside each of this many folds, every event evaluated by the models "
+                        "that did not see it (0: the independent sample only)")  # fmt: skip
     add_ranode_arguments(parser)
     add_paws_arguments(parser)
     g = parser.add_argument_group("CATHODE (cut-and-count significance)")
@@ -326,9 +332,10 @@ def _pad(a: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([a, extra], axis=1)
 
 
-def _log_density(x: np.ndarray, samples, model) -> np.ndarray:
-    """``log p_B`` of many events in chunks."""
-    parts = [np.asarray(background_density(jnp.asarray(x[i:i + LOG_PB_CHUNK]), samples, model))
+def _log_density(x: np.ndarray, samples, model, fold=None) -> np.ndarray:
+    """``log p_B`` of many events in chunks (``fold``: each event's fold for a :class:`FoldedBackground`)."""
+    at = lambda i: None if fold is None else fold[i:i + LOG_PB_CHUNK]
+    parts = [np.asarray(background_density(jnp.asarray(x[i:i + LOG_PB_CHUNK]), samples, model, at(i)))
              for i in range(0, len(x), LOG_PB_CHUNK)]  # fmt: skip
     return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -414,9 +421,16 @@ def background_setup(args, out: ResultsDir, samples, variant: str, key):
         else _subsample(k_sub, samples.extra_background_sr, max_train),
     )  # fmt: skip
     print(f"training the {variant} background model ({bcfg.model}, {epochs} epochs) ...", flush=True)
-    generator, bkg, hist, mass_kind = fit_background_variant(
-        k_fit, trimmed, variant, bcfg, checkpoint_dir=out.path / "steps" / "background")  # fmt: skip
-    model = (generator, bkg)
+    checkpoint_dir = out.path / "steps" / "background"
+    if variant == "sr_truth" and args.sr_truth_folds:
+        model, hist = fit_background_folds(k_fit, trimmed, bcfg, args.sr_truth_folds, checkpoint_dir)
+        bkg, mass_kind = model.background, "sr_truth (idealised)"
+        info["training"] = (f"independent SR background + the data's SR background outside each of "
+                            f"{args.sr_truth_folds} folds (every event evaluated out of fold)")  # fmt: skip
+    else:
+        generator, bkg, hist, mass_kind = fit_background_variant(k_fit, trimmed, variant, bcfg,
+                                                                 checkpoint_dir)  # fmt: skip
+        model = (generator, bkg)
     info.update(model=bcfg.model, epochs_run=np.asarray(hist.epochs_run).tolist(),
                 best_val_loss=np.asarray(hist.best_val_loss).tolist(), mass_density=mass_kind,
                 coordinates="the background model's preprocessing")  # fmt: skip
@@ -425,7 +439,8 @@ def background_setup(args, out: ResultsDir, samples, variant: str, key):
         background = closure_background(k_closure, samples, model)
         info["closure"] = "the data's SR background replaced by generator samples"
     coords = signal_coordinates(bkg.preprocessing, background[:, 0], region)
-    return background, _log_density(background, samples, model), model, coords, info
+    fold = model.fold if isinstance(model, FoldedBackground) else None
+    return background, _log_density(background, samples, model, fold), model, coords, info
 
 
 def lee_toys(args, out: ResultsDir, setup: PawsSetup, sample: np.ndarray, n_events: int, region, key):
@@ -469,6 +484,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     region = (samples.region.lo, samples.region.hi)
     if args.paws_global_toys < 0 or args.paws_global_events < 0:
         raise ValueError("--paws-global-toys and --paws-global-events must be >= 0")
+    if args.sr_truth_folds and (args.method != "ranode" or variant != "sr_truth" or args.sr_truth_folds < 2):
+        raise ValueError("--sr-truth-folds (>= 2) is for --method ranode with --background-variant sr_truth")
 
     model = coords = log_pb_bkg = setup = null_q0 = None
     background, info = samples.background_sr, {"variant": variant}
@@ -509,7 +526,11 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         log_pb = None
         if args.method == "ranode":
             sig = real.x[:, n_b:].reshape(-1, 5)
-            log_pb_sig = _log_density(sig, samples, model).reshape(args.realisations, -1)
+            fold = None  # injected signal: a random fold each (no background model saw it)
+            if isinstance(model, FoldedBackground):
+                fold = np.asarray(jax.random.randint(jax.random.fold_in(k_inj, 10_000 + i), (len(sig),), 0,
+                                                     model.n_folds))  # fmt: skip
+            log_pb_sig = _log_density(sig, samples, model, fold).reshape(args.realisations, -1)
             log_pb = _pad(np.concatenate([np.broadcast_to(log_pb_bkg, (args.realisations, n_b)), log_pb_sig],
                                          axis=1), n_max)  # fmt: skip
         n = real.x.shape[1]

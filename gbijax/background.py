@@ -45,6 +45,7 @@ from gbijax.generators import (
     ensemble_sample,
     flow_matching,
     init_ensemble,
+    member_log_probs,
     spline_flow,
 )
 from gbijax.generators._mass import MassDensity
@@ -56,6 +57,7 @@ __all__ = [
     "BackgroundConfig",
     "background_conditional_log_prob",
     "background_log_prob",
+    "background_member_log_probs",
     "background_sample",
     "fit_background",
     "make_generator",
@@ -142,6 +144,13 @@ def background_conditional_log_prob(generator: Generator, bkg: Background, x: ja
     return ensemble_log_prob(generator, bkg.params, z, _context(bkg, x[:, 0])) + log_det
 
 
+def background_member_log_probs(generator: Generator, bkg: Background, x: jax.Array) -> jax.Array:
+    """``(K, N)`` ``log p_B(m, x)`` of ``(N, 5)`` events under every ensemble member separately."""
+    z, log_det = _clipped_forward(bkg.preprocessing, x[:, 1:])
+    members = member_log_probs(generator, bkg.params, z, _context(bkg, x[:, 0]))
+    return members + (log_det + bkg.mass.log_prob(x[:, 0]))[None]
+
+
 def background_log_prob(generator: Generator, bkg: Background, x: jax.Array) -> jax.Array:
     """``log p_B(m, x) = log p_B(m) + log p_B(x | m)`` of ``(N, 5)`` signal-region events."""
     return bkg.mass.log_prob(x[:, 0]) + background_conditional_log_prob(generator, bkg, x)
@@ -173,13 +182,16 @@ def fit_background(
     weight=None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 10,
+    member_weight=None,
 ) -> tuple[Generator, Background, History]:
     """Fit the preprocessing and an ensemble of generators to ``(N, 5)`` training events.
 
     The realistic variant passes sideband events; the idealised one true signal-region
     background. The K members train as one vmapped program (each with its own key and its own
     random validation split); with ``checkpoint_dir`` the training is checkpointed every
-    ``checkpoint_every`` epochs and resumed from there when run again.
+    ``checkpoint_every`` epochs and resumed from there when run again. ``member_weight``
+    (``(K, N)``, multiplying ``weight``) gives each member its own events, e.g. all but one
+    fold (:func:`gbijax.pipeline.fit_background_folds`); the preprocessing is fitted on all.
 
     Returns:
         ``(generator, background, history)``; history leaves have a leading axis K.
@@ -204,8 +216,15 @@ def fit_background(
     k = config.ensemble
     k_init, k_split, k_train = jax.random.split(key, 3)
     val = np.stack([_split(s, len(x), config.val_fraction) for s in jax.random.split(k_split, k)])
-    train_w = jnp.asarray(np.where(val, 0.0, w), jnp.float32)
-    val_w = jnp.asarray(np.where(val, w, 0.0), jnp.float32)
+    w_k = np.broadcast_to(w, (k, len(x)))
+    if member_weight is not None:
+        member_weight = np.asarray(member_weight, np.float64)
+        if member_weight.shape != (k, len(x)) or (member_weight < 0).any():
+            raise ValueError(f"member_weight must be ({k}, {len(x)}) and >= 0 (one row per ensemble member), "
+                             f"got shape {member_weight.shape}")  # fmt: skip
+        w_k = w_k * member_weight
+    train_w = jnp.asarray(np.where(val, 0.0, w_k), jnp.float32)
+    val_w = jnp.asarray(np.where(val, w_k, 0.0), jnp.float32)
     params = init_ensemble(generator, k_init, k)
     loss_fn = as_loss_fn(generator)
     keys = jax.random.split(k_train, k)
@@ -219,6 +238,8 @@ def fit_background(
     ))  # fmt: skip
     run_config = {"background": config._asdict(), "n_train": len(x), "key": np.asarray(
         jax.random.key_data(key)).tolist()}  # fmt: skip
+    if member_weight is not None:
+        run_config["member_weight_sums"] = np.sum(member_weight, axis=1).tolist()
     state = train_resumable(
         lambda s, until: step(s, keys, train_w, val_w, until), state, cfg.epochs, checkpoint_dir,
         run_config, every=checkpoint_every if checkpoint_dir is not None else cfg.epochs,

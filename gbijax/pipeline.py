@@ -32,6 +32,7 @@ import numpy as np
 from gbijax.background import (
     BackgroundConfig,
     background_log_prob,
+    background_member_log_probs,
     background_sample,
     fit_background,
 )
@@ -41,8 +42,9 @@ from gbijax.data._regions import DEFAULT_SR, SignalRegion
 from gbijax.data._sources import Dataset, load_source
 from gbijax.generators import fit_dijet_function, mass_density_from_fit, mass_density_from_samples
 
-__all__ = ["BACKGROUND_VARIANTS", "AnalysisSamples", "Realisations", "analysis_samples",
-           "background_density", "injected_realisations"]  # fmt: skip
+__all__ = ["BACKGROUND_VARIANTS", "AnalysisSamples", "FoldedBackground", "Realisations", "analysis_samples",
+           "background_density", "fit_background_folds", "fold_member_weights",
+           "injected_realisations"]  # fmt: skip
 
 BACKGROUND_VARIANTS = ("sideband", "sr_truth", "closure", "exact")
 
@@ -178,21 +180,93 @@ def fit_background_variant(key: jax.Array, samples: AnalysisSamples, variant: st
     return generator, bkg, hist, kind
 
 
-def background_density(x: jax.Array, samples: AnalysisSamples, model=None) -> jax.Array:
+class FoldedBackground(NamedTuple):
+    """``sr_truth`` background models that never saw the events they evaluate (:func:`fit_background_folds`).
+
+    Attributes:
+        generator, background: the ensemble; members ``b E .. (b + 1) E - 1`` belong to fold ``b``.
+        n_folds: number of folds ``F``.
+        fold: ``(B,)`` the fold of every SR background event of the data (``samples.background_sr``).
+    """
+
+    generator: object
+    background: object
+    n_folds: int
+    fold: np.ndarray
+
+
+def fit_background_folds(key: jax.Array, samples: AnalysisSamples, config: BackgroundConfig, n_folds: int,
+                         checkpoint_dir=None) -> tuple[FoldedBackground, object]:  # fmt: skip
+    """The idealised ``sr_truth`` background trained on more events: the extra SR background plus the data's.
+
+    The data's SR background events are split into ``n_folds`` folds; the ``config.ensemble``
+    members of fold ``b`` train on the independent SR background sample plus the data's background
+    outside fold ``b`` (one vmapped program of ``n_folds x ensemble`` members), so every data event
+    is evaluated by models that never saw it (:func:`background_density` with ``fold``). Uses
+    the truth labels of the data (idealised, like the variant itself).
+
+    Returns:
+        ``(FoldedBackground, history)``.
+
+    Raises:
+        ValueError: ``n_folds < 2``, or no independent SR background sample.
+    """
+    if n_folds < 2:
+        raise ValueError(f"fit_background_folds needs at least 2 folds, got {n_folds}")
+    extra = samples.extra_background_sr
+    if extra is None:
+        raise ValueError(f"{samples.source} has no independent SR background for the sr_truth variant")
+    k_fold, k_fit = jax.random.split(key)
+    n_b, per_fold = len(samples.background_sr), config.ensemble
+    fold = np.asarray(jax.random.permutation(k_fold, n_b)) % n_folds
+    member_weight = fold_member_weights(fold, n_folds, per_fold, len(extra))
+    mass, _ = _mass_density(samples, "sr_truth")
+    generator, bkg, hist = fit_background(
+        k_fit, np.concatenate([extra, samples.background_sr]), config._replace(ensemble=n_folds * per_fold),
+        mass, checkpoint_dir=checkpoint_dir, member_weight=member_weight)  # fmt: skip
+    return FoldedBackground(generator, bkg, n_folds, fold), hist
+
+
+def fold_member_weights(fold: np.ndarray, n_folds: int, per_fold: int, n_extra: int) -> np.ndarray:
+    """``(n_folds x per_fold, n_extra + B)`` training weights: member ``m`` of fold ``m // per_fold``
+    takes all ``n_extra`` independent events and the data's events outside its fold.
+
+    >>> fold_member_weights(np.array([0, 1, 1]), 2, 1, 1).tolist()
+    [[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]]
+    """
+    member_fold = np.repeat(np.arange(n_folds), per_fold)
+    outside = (np.asarray(fold)[None] != member_fold[:, None]).astype(float)
+    return np.concatenate([np.ones((len(member_fold), n_extra)), outside], axis=1)
+
+
+def background_density(x: jax.Array, samples: AnalysisSamples, model=None, fold=None) -> jax.Array:
     """``log p_B(m, x)`` of signal-region events: the exact toy density or a fitted model.
 
     Args:
         x: ``(N, 5)`` events.
         samples: the analysis samples (for the region, and to check the toy).
-        model: ``(generator, background)`` of a learned variant, or None for ``"exact"``.
+        model: ``(generator, background)`` of a learned variant, a :class:`FoldedBackground`, or
+            None for ``"exact"``.
+        fold: with a :class:`FoldedBackground`: ``(N,)`` the fold of every event; it is evaluated
+            by the members of its fold (the mixture of them), which never saw that fold.
     """
     region = (samples.region.lo, samples.region.hi)
+    x = jnp.asarray(x, jnp.float32)
     if model is None:
         if not samples.is_toy:
             raise ValueError("the exact background density exists only for the toy")
-        return toy.background_log_prob(jnp.asarray(x, jnp.float32), region=region)
+        return toy.background_log_prob(x, region=region)
+    if isinstance(model, FoldedBackground):
+        fold = np.asarray(fold)
+        if fold.shape != (x.shape[0],) or fold.min(initial=0) < 0 or fold.max(initial=0) >= model.n_folds:
+            raise ValueError(f"a folded background needs the fold (0..{model.n_folds - 1}) of each of the "
+                             f"{x.shape[0]} events, got shape {fold.shape}")  # fmt: skip
+        members = background_member_log_probs(model.generator, model.background, x)
+        per_fold = members.reshape(model.n_folds, -1, x.shape[0])
+        log_fold = jax.nn.logsumexp(per_fold, axis=1) - jnp.log(per_fold.shape[1])
+        return jnp.take_along_axis(log_fold, jnp.asarray(fold)[None], axis=0)[0]
     generator, bkg = model
-    return background_log_prob(generator, bkg, jnp.asarray(x, jnp.float32))
+    return background_log_prob(generator, bkg, x)
 
 
 def closure_background(key: jax.Array, samples: AnalysisSamples, model) -> np.ndarray:
