@@ -33,8 +33,10 @@ or :func:`toy_log_ratio` (the exact toy ratio, a perfect classifier). The pieces
 - landscapes: :func:`paws_landscape` (``mu`` profiled exactly at every ``(m_x, m_y)``, one jit
   call), :func:`landscape_region` (2-D Wilks contours), :func:`landscape_intervals`,
   :func:`mu_alpha_landscape`;
-- uncertainties and significance: :func:`bootstrap_paws` (Poisson weights),
-  :func:`global_significance` (look-elsewhere effect from background-only toys).
+- uncertainties and significance: :func:`bootstrap_paws` (Poisson weights), the look-elsewhere
+  effect of the mass scan: :func:`scan_q0` (the largest local ``q0`` over mass hypotheses),
+  :func:`null_scan_q0` (its distribution on background-only toys), :func:`global_p_value` and
+  :func:`global_significance` (all three at once).
 
 Masses outside the trained grid range raise a ``ValueError`` wherever they are requested (starts,
 fixed-mass evaluations, landscape grids); inside fits the masses are bounded to that range.
