@@ -579,15 +579,16 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     label = {"oracle": "oracle", "ranode": f"R-ANODE ({variant})", "paws": f"PAWS ({variant})",
              "cathode": f"CATHODE ({variant})"}[args.method]  # fmt: skip
     out.write_results(results)
-    if args.method != "cathode" and any(mu > 0 for mu in mus):  # a cut-and-count search measures no mu
-        plotting.mu_scan_figure(
-            {label: rows},
-            n_b,
-            out.figure_path("mu_scan"),
-            title=f"{samples.source}: {label}, {args.realisations} realisations",
-        )
-        plotting.coverage_vs_mu_figure({label: rows}, out.figure_path("coverage"))
-    plotting.significance_figure({label: rows}, out.figure_path("significance"))
+    if any(mu > 0 for mu in mus):  # the figures are against mu_true (or S/sqrt(B)) on log axes
+        if args.method != "cathode":  # a cut-and-count search measures no mu
+            plotting.mu_scan_figure(
+                {label: rows},
+                n_b,
+                out.figure_path("mu_scan"),
+                title=f"{samples.source}: {label}, {args.realisations} realisations",
+            )
+            plotting.coverage_vs_mu_figure({label: rows}, out.figure_path("coverage"))
+        plotting.significance_figure({label: rows}, out.figure_path("significance"))
     print(f"results in {out.path}", flush=True)
 
 

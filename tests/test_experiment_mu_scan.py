@@ -131,6 +131,16 @@ def test_mu_scan_oracle_and_ranode_quick(tmp_path):
     assert _run("compare", ["--runs", str(tmp_path / "bad"), "--out", str(tmp_path / "cmp_bad")]) == 2
 
 
+def test_mu_scan_at_mu_zero_only_writes_results_without_figures(tmp_path):
+    out = tmp_path / "zero"
+    assert _run("mu_scan", ["--data", TINY_TOY, "--method", "oracle", "--quick", "--max-sr-background", "360",
+                            "--injections", "0", "--realisations", "2", "--out", str(out)]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    assert [r["mu_injected"] for r in res["injections"]] == [0.0]
+    assert "pass" in res["summary"]["no_false_signal"]
+    assert not list(out.glob("*.png"))  # every figure has a log mu or S/sqrt(B) axis
+
+
 def test_coverage_quick(tmp_path):
     out = tmp_path / "cov"
     assert _run("coverage", ["--method", "ranode", "--mu", "0.1", "--pseudo", "2", "--n-events", "400",
