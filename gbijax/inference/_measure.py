@@ -46,7 +46,7 @@ from gbijax.inference._paws import (
     toy_ratio_data,
 )
 from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode
-from gbijax.inference._stats import CL68, CL95, wilks_threshold
+from gbijax.inference._stats import CL68, CL95, discovery, wilks_threshold
 
 __all__ = ["METHODS", "Measurements", "compare_to_oracle", "measure", "measure_cathode", "measure_oracle",
            "measure_paws", "measure_ranode", "ranode_inputs", "realisation_keys",
@@ -214,8 +214,8 @@ def measure_paws(
             (mu_lo, mu_hi), no_alpha = config.mu_bounds, jnp.zeros(0, mx.dtype)
             at_truth = _landscape((log_ratio_fn,), (d,), w, mx, my, no_alpha, mu_lo, mu_hi, 1, config.n_iter)
             q_true = jnp.maximum(2.0 * (fit.log_likelihood_max - at_truth.log_likelihood[0, 0]), 0.0)
-        land = fit.landscape
-        q0_scan = jnp.max(jnp.where(land.mu_hat > 0, jnp.maximum(2.0 * land.log_likelihood, 0.0), 0.0),
+        land = fit.landscape  # l(mu = 0) = 0 at every mass point
+        q0_scan = jnp.max(discovery(land.log_likelihood, 0.0, land.mu_hat).q0,
                           initial=0.0) if config.grid_points else jnp.nan  # fmt: skip
         f32 = lambda v: jnp.asarray(v, jnp.float32)
         return Measurements(*map(f32, (

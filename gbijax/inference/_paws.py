@@ -1267,7 +1267,7 @@ def _scan_q0(log_lams, weight, mu_lo, mu_hi, config: PawsConfig) -> jax.Array:
 
     def at(log_lam):
         mu, ll = maximize_mixture(log_lam, weight, mu_lo, mu_hi, config.n_iter)
-        return jnp.where(mu > 0, jnp.maximum(2.0 * ll, 0.0), 0.0)
+        return discovery(ll, 0.0, mu).q0  # l(mu = 0) = 0
 
     return jnp.max(jax.lax.map(at, log_lams, batch_size=config.batch_size))
 
