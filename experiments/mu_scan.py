@@ -48,6 +48,7 @@ from gbijax.inference import (
     REFERENCE_PAWS_GRID,
     TOY_PAWS_GRID,
     ClassifierRatio,
+    KappaSample,
     Measurements,
     PawsClassifier,
     PawsConfig,
@@ -59,6 +60,7 @@ from gbijax.inference import (
     summarize_measurements,
     toy_log_ratio,
     toy_ratio_data,
+    toy_signal_grid,
     train_toy_paws,
 )
 from gbijax.pipeline import (
@@ -191,13 +193,17 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--paws-grid-step", type=int, choices=(50, 100), default=100,
                    help="mass-grid step in GeV: 100 (50, 100, 200, ..., 600 GeV, 28 ordered points) or 50 "
                         "(the reference grid 50, 100, ..., 600 GeV, 78 ordered points)")  # fmt: skip
-    g.add_argument("--paws-kappa", choices=("background", "counts"), default="background",
-                   help="the class-balance correction kappa(theta): 1 / E_B[f / (1 - f)] on background "
-                        "events held out of the classifier's training (default), or the training set's class "
-                        "counts (trusts the classifier's calibration: false signals on the toy)")  # fmt: skip
+    g.add_argument("--paws-kappa", choices=("pooled", "background", "counts"), default="pooled",
+                   help="the class-balance correction kappa(theta) = 1 / E_B[f / (1 - f)]: estimated on "
+                        "background events held out of the classifier's training pooled with held-out "
+                        "simulated signal at every grid point (default; bridge-sampling weights), on the "
+                        "background events alone (noisy in theta: biased masses), or from the training "
+                        "set's class counts (trusts the classifier's calibration: false signals on the toy)")
     g.add_argument("--paws-kappa-events", type=int, default=20_000,
-                   help="with --paws-kappa background: held-out events that fix kappa(theta); several times "
-                        "the SR events, or its noise makes false signals")  # fmt: skip
+                   help="held-out background events that fix kappa(theta) (pooled and background); several "
+                        "times the SR events, or its noise makes false signals")  # fmt: skip
+    g.add_argument("--paws-kappa-signal", type=int, default=250,
+                   help="with --paws-kappa pooled: held-out simulated signal events per grid point")
     g.add_argument("--paws-global-toys", type=int, default=0,
                    help="background-only toys for the look-elsewhere-corrected Z_global of the mass scan "
                         "(0: local Z only; 999 resolve Z_global up to 3.09)")  # fmt: skip
@@ -211,7 +217,7 @@ class PawsSetup(NamedTuple):
 
     config: PawsConfig
     classifier: PawsClassifier | None = None
-    kappa_background: np.ndarray | None = None
+    kappa_background: np.ndarray | KappaSample | None = None
 
     def null_q0(self, key, sample: np.ndarray, n_events: int, n_toys: int, region) -> jax.Array:
         """The mass scan's ``q0`` on ``n_toys`` background-only toys of ``n_events`` drawn from ``sample``."""
@@ -246,18 +252,26 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
     k_train, k_kappa = jax.random.split(key)
     kappa = None
     n_kappa = args.paws_kappa_events
-    if args.paws_kappa == "background":
+    if args.paws_kappa != "counts":
         if not 0 < n_kappa < len(background):
             raise ValueError(f"--paws-kappa-events must be between 1 and {len(background) - 1} (background "
                              f"events besides the training ones); got {n_kappa}")  # fmt: skip
         held_out = np.zeros(len(background), bool)
         held_out[np.asarray(jax.random.permutation(k_kappa, len(background))[:n_kappa])] = True
         kappa, background = background[held_out], background[~held_out]
-    balance = "class counts" if kappa is None else f"{n_kappa} held-out events"
+    n_signal = min(args.paws_kappa_signal, 50) if args.quick else args.paws_kappa_signal
+    if args.paws_kappa == "pooled" and n_signal < 1:
+        raise ValueError(f"--paws-kappa-signal must be >= 1 with --paws-kappa pooled; got {n_signal}")
+    balance = {"counts": "class counts", "background": f"{n_kappa} held-out background events",
+               "pooled": f"{n_kappa} held-out background events pooled with {n_signal} simulated signal "
+                         "events per mass point"}[args.paws_kappa]  # fmt: skip
     print(f"training the PAWS classifier ({per_point} signal events per mass point, {len(background)} "
           f"background events; kappa from {balance}) ...", flush=True)  # fmt: skip
     grid = TOY_PAWS_GRID if args.paws_grid_step == 100 else REFERENCE_PAWS_GRID
     trained = train_toy_paws(k_train, background, per_point, cls, grid=grid)
+    if args.paws_kappa == "pooled":
+        signal = toy_signal_grid(jax.random.fold_in(k_kappa, 1), n_signal, trained.points)
+        kappa = trained.kappa_sample(kappa, signal)
     return PawsSetup(config._replace(mass_bounds=trained.mass_bounds), trained, kappa)
 
 
@@ -493,7 +507,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         background, log_pb_bkg, model, coords, info = background_setup(args, out, samples, variant, k_bkg)
     if args.method == "paws":
         k_bkg, k_paws = jax.random.split(k_bkg)
-        held_out = args.paws_kappa_events if args.paws_kappa == "background" else 0
+        held_out = args.paws_kappa_events if args.paws_kappa != "counts" else 0
         n_null = args.paws_global_events or 5 * len(samples.background_sr)
         n_null = n_null if args.paws_global_toys > 0 else 0
         n_class = (200_000 if variant == "exact" else len(samples.background_sr) + held_out) + n_null

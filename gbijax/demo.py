@@ -41,6 +41,7 @@ from gbijax.inference import (
     paws_landscape,
     sample_signal_model,
     signal_coordinates,
+    toy_signal_grid,
     train_toy_paws,
 )
 from gbijax.inference._ranode import _to_coordinates
@@ -63,10 +64,11 @@ class DemoSizes(NamedTuple):
     ranode_bootstrap: int
     paws_per_point: int
     paws_epochs: int
+    paws_kappa_signal: int
 
 
-FULL = DemoSizes(400_000, 0.01, 40, 120_000, 20, 45, 1, 2, 3_000, 30)
-QUICK = DemoSizes(40_000, 0.04, 2, 8_000, 2, 3, 1, 2, 200, 2)
+FULL = DemoSizes(400_000, 0.01, 40, 120_000, 20, 45, 1, 2, 3_000, 30, 500)
+QUICK = DemoSizes(40_000, 0.04, 2, 8_000, 2, 3, 1, 2, 200, 2, 50)
 
 
 class _Stages:
@@ -196,7 +198,9 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
     trained = train_toy_paws(k_train, generated[held_out:], sizes.paws_per_point, paws_cls)
     jax.block_until_ready(trained.params)
     stages.split("paws_classifier")  # 28 mass points, 50-600 GeV
-    ratio_data = trained.ratio_data(x, generated[:held_out])
+    # kappa's background pooled with fresh simulated signal at every mass point (low variance in theta)
+    kappa_signal = toy_signal_grid(jax.random.fold_in(k_train, 1), sizes.paws_kappa_signal, trained.points)
+    ratio_data = trained.ratio_data(x, trained.kappa_sample(generated[:held_out], kappa_signal))
     # 4 random starts besides the best point of the 11 x 11 coarse landscape: each start's gradient steps run
     # over all events, so the starts are most of the stage's time (8 starts: ~200 s on 2 cores)
     paws_config = PawsConfig(mass_bounds=trained.mass_bounds, n_starts=4, grid_points=11)

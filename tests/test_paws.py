@@ -31,6 +31,7 @@ from gbijax.inference import (
     parametric_training_set,
     paws_landscape,
     paws_log_likelihood,
+    pooled_kappa_log_weights,
     scan_q0,
     toy_log_ratio,
     toy_ratio_data,
@@ -144,6 +145,9 @@ def test_mass_outside_the_trained_grid_is_a_clear_error():
         paws_log_likelihood(narrow, x, 0.1, 0.7, 0.2)
     with pytest.raises(ValueError, match=r"0\.01 TeV is outside"):
         paws_landscape(narrow, x, jnp.linspace(0.01, 0.5, 5), jnp.linspace(0.1, 0.5, 5))
+    with pytest.raises(ValueError, match=r"m_y 0\.7 TeV is outside"):  # axes of different lengths
+        paws_landscape(narrow, x, jnp.linspace(0.1, 0.5, 5), jnp.array([0.1, 0.7]))
+    assert paws_landscape(narrow, x, jnp.linspace(0.1, 0.5, 5), jnp.array([0.1, 0.2])).mu_hat.shape == (5, 2)
     with pytest.raises(ValueError, match=match):
         global_significance(jax.random.key(0), narrow, x, x, points=[[0.7, 0.1]])
     with pytest.raises(ValueError, match=r"outside the trained mass grid range \[0\.1, 0\.3\]"):
@@ -285,6 +289,51 @@ def test_trained_parametric_classifier_finds_the_mass_region(toy_grid):
     assert trained.ratio_data(x, background[8500:]).background.shape == (4000, 5)
     land = paws_landscape(fn, counts, jnp.linspace(0.1, 0.5, 5), jnp.linspace(0.1, 0.5, 5), config=bounds)
     assert (i, j) == np.unravel_index(int(jnp.argmax(land.log_likelihood)), (5, 5))
+    # kappa on the 4000 background events pooled with 50 more simulated signal events per point
+    trained = trained._replace(points=points, config=config)
+    more_signal = toy_signal_grid(jax.random.key(9), 50, points)
+    pooled = trained.kappa_sample(background[8500:], more_signal)
+    assert pooled.x.shape == (4450, 5) and pooled.log_weight.shape == (4450,)
+    np.testing.assert_allclose(float(jnp.sum(jnp.exp(pooled.log_weight))), 4000, rtol=1e-3)
+    data = trained.ratio_data(x, pooled)
+    assert data.background_log_weight is pooled.log_weight
+    land = paws_landscape(fn, data, jnp.linspace(0.1, 0.5, 5), jnp.linspace(0.1, 0.5, 5), config=bounds)
+    assert (i, j) == np.unravel_index(int(jnp.argmax(land.log_likelihood)), (5, 5))
+    assert 0.01 < float(land.mu_hat[i, j]) < 0.05
+    with pytest.raises(ValueError, match=r"signal must be \(P, n, D\) = \(9, n, 5\)"):
+        trained.kappa_sample(background[8500:], more_signal[:4])
+    with pytest.raises(ValueError, match="no recorded grid points"):
+        trained._replace(points=None).kappa_sample(background[8500:], more_signal)
+
+
+def test_pooled_kappa_weights_estimate_background_expectations(x64):
+    """Exact Gaussian ratios N(s, 1) / N(0, 1): the pooled weights give E_B of anything, at any shift.
+
+    Background N(0, 1) pooled with signal at shifts 1.5, 3 and 4.5: the weighted means of the
+    ratio at the grid shifts and between them are 1 (kappa = 1), those of x and x^2 are 0 and 1,
+    and constant offsets of the log-odds per point (a classifier's unknown normalisation) change
+    nothing. The background sample alone gets kappa badly wrong at the large shifts.
+    """
+    shifts, n0, n = jnp.array([1.5, 3.0, 4.5]), 20_000, 5_000
+    keys = jax.random.split(jax.random.key(0), 4)
+    signal = [s + jax.random.normal(k, (n,)) for s, k in zip(shifts, keys[1:], strict=True)]
+    x = jnp.concatenate([jax.random.normal(keys[0], (n0,)), *signal])
+    log_r = lambda s: s * x - 0.5 * s**2
+    log_odds = jax.vmap(log_r)(shifts)
+    log_w = pooled_kappa_log_weights(log_odds, (n0, n, n, n))
+    shifted = pooled_kappa_log_weights(log_odds + jnp.array([[0.7], [-2.0], [5.0]]), (n0, n, n, n))
+    np.testing.assert_allclose(shifted, log_w, atol=1e-6)
+    w = jnp.exp(log_w) / n0
+    np.testing.assert_allclose(float(jnp.sum(w)), 1.0, rtol=1e-6)
+    np.testing.assert_allclose([float(jnp.sum(w * x)), float(jnp.sum(w * x**2))], [0.0, 1.0], atol=0.03)
+    for s in (1.5, 2.25, 3.0, 3.75, 4.5):  # kappa within 5% at and between the grid's shifts
+        kappa = kappa_from_background(log_r(s), jnp.exp(log_w))
+        assert abs(float(kappa) - 1.0) < 0.05, (s, float(kappa))
+    assert abs(float(kappa_from_background(log_r(4.5)[:n0])) - 1.0) > 0.3  # background alone: far off
+    with pytest.raises(ValueError, match="summing to M"):
+        pooled_kappa_log_weights(log_odds, (n0, n, n))
+    with pytest.raises(ValueError, match="needs events"):
+        pooled_kappa_log_weights(log_odds[:, : n0 + 2 * n], (n0, n, n, 0))
 
 
 # ----------------------------------------------------------------------------- the parametric-signal file

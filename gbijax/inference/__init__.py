@@ -78,6 +78,7 @@ from gbijax.inference._paws import (  # noqa: E402
     TOY_PAWS_GRID,
     ClassifierRatio,
     GlobalSignificance,
+    KappaSample,
     Landscape,
     LogRatioFn,
     ParametricSample,
@@ -106,6 +107,7 @@ from gbijax.inference._paws import (  # noqa: E402
     parametric_training_set,
     paws_landscape,
     paws_log_likelihood,
+    pooled_kappa_log_weights,
     scan_q0,
     toy_log_ratio,
     toy_ratio_data,
@@ -115,11 +117,13 @@ from gbijax.inference._paws import (  # noqa: E402
 )
 
 __all__ += [
-    "ClassifierRatio", "GlobalSignificance", "Landscape", "LogRatioFn", "ParametricSample", "PawsBootstrap",
+    "ClassifierRatio", "GlobalSignificance", "KappaSample", "Landscape", "LogRatioFn", "ParametricSample",
+    "PawsBootstrap",
     "PawsConfig", "PawsFit", "StartFits", "ToyRatioData", "bootstrap_paws", "classifier_log_ratio",
     "fit_paws", "fit_starts", "global_p_value", "global_significance", "kappa_from_background",
     "kappa_from_counts", "landscape_intervals", "landscape_region", "mass_grid_points", "mixing_fractions",
     "mu_alpha_landscape", "null_scan_q0", "parametric_inputs", "parametric_logit", "parametric_training_set",
-    "paws_landscape", "paws_log_likelihood", "scan_q0", "toy_log_ratio", "toy_ratio_data", "toy_signal_grid",
+    "paws_landscape", "paws_log_likelihood", "pooled_kappa_log_weights", "scan_q0", "toy_log_ratio",
+    "toy_ratio_data", "toy_signal_grid",
     "train_parametric_classifier", "train_toy_paws", "PawsClassifier", "REFERENCE_PAWS_GRID", "TOY_PAWS_GRID",
 ]  # fmt: skip
