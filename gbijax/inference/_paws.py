@@ -232,9 +232,7 @@ def kappa_from_background(background_logits: ArrayLike, weight: ArrayLike | None
 
 
 def _log_kappa_background(logits: jax.Array, log_weight) -> jax.Array:
-    if log_weight is None:
-        return jnp.log(jnp.asarray(logits.shape[-1], logits.dtype)) - logsumexp(logits)
-    log_weight = jnp.asarray(log_weight, logits.dtype)
+    log_weight = jnp.zeros_like(logits) if log_weight is None else jnp.asarray(log_weight, logits.dtype)
     return logsumexp(log_weight) - logsumexp(logits + log_weight)
 
 
