@@ -37,6 +37,8 @@ SUITE = {  # name -> [(module, full arguments, small arguments, accelerator argu
     "paws": [("bench_paws", [], ["--events", "20000", "--grid", "50", "--pseudo", "200", "--repeats", "2",
                                  "--lee-toys", "10", "--lee-sample", "40000", "--lee-events", "8000"],
               ["--batch-sizes", "1", "16", "100", "--lee-toys", "999", "--lee-batch-sizes", "1", "100"])],
+    "paws_fit": [("bench_paws_fit", [], ["--kappa-events", "5000", "--kappa-signal", "50", "--repeats", "1"],
+                  [])],
     "generators": [("bench_generators", [], ["--events", "5000", "--epochs", "3"], ["--events", "100000"])],
     "ensemble": [
         ("bench_ensemble", members, [*members, "--events", "10000"], members)
@@ -195,6 +197,37 @@ max |difference| {c['max_abs_difference']:.1e}; coverage 68% {c['coverage68']:.3
 {lee}"""
 
 
+def paws_fit_section(folder: Path) -> str:
+    r = _load(folder, "paws_fit")
+    if r is None:
+        return ""
+    build = r["table_build"]
+
+    def row(name: str, f: dict) -> str:
+        lo, hi = (v * 1e3 for v in f["m_y_interval"])
+        times = f"{fmt_seconds(f['median_s'])} | {fmt_seconds(f['first_call_s'])}"
+        return (f"| {name} | {times} | {f['mu_hat']:.5f} | {f['m_x'] * 1e3:.1f} | {f['m_y'] * 1e3:.1f} | "
+                f"[{lo:.1f}, {hi:.1f}] |")  # fmt: skip
+
+    title = "## PAWS fit with a trained classifier: kappa(theta) direct or tabulated"
+    return f"""{title}{on_device(r["machine"])}
+
+`python -m benchmarks.bench_paws_fit` ({_machine(r['machine'])}): `fit_paws` on {r['events']:,} toy
+events at S/sqrt(B) = 1 with a parametrised classifier over {r['grid_points']} mass points;
+kappa(theta) = 1 / E_B[f/(1-f)] on a pool of {r['kappa_pool']:,} events (background plus simulated
+signal), evaluated at every theta of the fit, or tabulated once on {r['table_nodes']:,} nodes
+({r['table_step_tev'] * 1e3:g} GeV) and interpolated by a cubic spline (`PawsClassifier.kappa_table`,
+built in {fmt_seconds(build['median_s'])}). Medians of several runs.
+
+| kappa(theta) | fit | first call (compiles) | mu_hat | m_X (GeV) | m_Y (GeV) | m_Y 68% (GeV) |
+|---|---|---|---|---|---|---|
+{row("direct", r["fits"]["direct"])}
+{row("tabulated", r["fits"]["table"])}
+
+The tabulated fit is {r['speedup']:.1f}x faster.
+"""
+
+
 def write_report() -> Path:
     """Rewrite RESULTS.md from ``results_dir()`` and every accelerator run kept in a subfolder of it.
 
@@ -205,7 +238,9 @@ def write_report() -> Path:
     for folder in (top, *sorted(d for d in top.glob("*") if d.is_dir())):
         if any(folder.glob("ensemble_*.json")):
             ensemble_section(folder)
-        for section in (generators_section(folder), ranode_section(folder), paws_section(folder)):
+        sections = (generators_section(folder), ranode_section(folder), paws_section(folder),
+                    paws_fit_section(folder))  # fmt: skip
+        for section in sections:
             if section:
                 write_section(section)
     return HERE / "RESULTS.md"

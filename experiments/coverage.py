@@ -38,6 +38,7 @@ from mu_scan import (  # noqa: E402
     add_paws_arguments,
     add_ranode_arguments,
     measure_in_chunks,
+    paws_options,
     paws_setup,
     ranode_config,
 )
@@ -127,8 +128,9 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         k_bkg, k_paws = jax.random.split(k_ref)
         background = np.asarray(toy.background_sample(k_bkg, N_REFERENCE, region=region))
         paws = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else background)
+        paws_step = {**step_config, "paws": paws.config._asdict(), "options": paws_options(args)}
         measured["paws"] = measure_in_chunks(
-            out, "paws", {**step_config, "paws": paws.config._asdict(), "ratio": args.paws_ratio}, "paws",
+            out, "paws", paws_step, "paws",
             k_fit, x, None, None, None, config, True, region, args.vmap_realisations or min(n_pseudo, 8),
             "PAWS", paws,
         )  # fmt: skip
@@ -145,7 +147,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         "signal": signal._asdict(),
         "ranode_config": config._asdict() if args.method == "ranode" else None,
         "paws_config": None if paws is None else {**paws.config._asdict(), "ratio": args.paws_ratio,
-                                                  "classifier_background": "true toy SR background"},
+                                                  "classifier_background": "true toy SR background",
+                                                  "options": paws_options(args)},
     }  # fmt: skip
     main_summary = summaries[args.method]
     results.update(

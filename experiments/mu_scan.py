@@ -40,7 +40,7 @@ import numpy as np
 import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
 from gbijax import plotting
 from gbijax.background import BackgroundConfig, background_sample
-from gbijax.classifiers import DEFAULT, PAWS_MLP, QUICK, ClassifierConfig
+from gbijax.classifiers import DEFAULT, QUICK, TOY_PAWS_MLP, ClassifierConfig
 from gbijax.data import fit_preprocessing, toy
 from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment, to_json
 from gbijax.generators import SplineFlowConfig
@@ -48,6 +48,7 @@ from gbijax.inference import (
     REFERENCE_PAWS_GRID,
     TOY_PAWS_GRID,
     ClassifierRatio,
+    GridSpline,
     KappaSample,
     Measurements,
     PawsClassifier,
@@ -189,6 +190,10 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--paws-epochs", type=int, default=40, help="maximum classifier epochs")
     g.add_argument("--paws-runs", type=int, default=1,
                    help="classifier trainings (one vmapped ensemble, averaged) smoothing the learned ratio")
+    g.add_argument("--paws-activation", default="silu",
+                   help="the classifier's hidden activation (a jax.nn name): silu (default) makes the ratio "
+                        "smooth in the masses, which the Fisher errors and profile re-fits need; relu is the "
+                        "reference's (piecewise linear in the masses)")  # fmt: skip
     g.add_argument("--paws-starts", type=int, default=6, help="random starts of the fit")
     g.add_argument("--paws-grid-step", type=int, choices=(50, 100), default=100,
                    help="mass-grid step in GeV: 100 (50, 100, 200, ..., 600 GeV, 28 ordered points) or 50 "
@@ -204,6 +209,10 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
                         "times the SR events, or its noise makes false signals")  # fmt: skip
     g.add_argument("--paws-kappa-signal", type=int, default=250,
                    help="with --paws-kappa pooled: held-out simulated signal events per grid point")
+    g.add_argument("--paws-kappa-table", type=float, default=10.0,
+                   help="with --paws-kappa pooled or background: tabulate log kappa(theta) once on a grid of "
+                        "this step in GeV (--quick: at least 25) and interpolate it (a cubic spline; 9x "
+                        "faster fits); 0: evaluate the kappa events at every theta of every fit")  # fmt: skip
     g.add_argument("--paws-global-toys", type=int, default=0,
                    help="background-only toys for the look-elsewhere-corrected Z_global of the mass scan "
                         "(0: local Z only; 999 resolve Z_global up to 3.09)")  # fmt: skip
@@ -212,12 +221,20 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
                         "kappa's (0: 5x the SR background events)")  # fmt: skip
 
 
+PIECEWISE_LINEAR = ("relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "hard_swish")
+
+
+def paws_options(args: argparse.Namespace) -> dict:
+    """The ``--paws-*`` options: part of every resumable PAWS step's config (a changed option recomputes)."""
+    return {k: v for k, v in sorted(vars(args).items()) if k.startswith("paws_")}
+
+
 class PawsSetup(NamedTuple):
     """What a PAWS measurement needs besides the events: the ratio model and the fit settings."""
 
     config: PawsConfig
     classifier: PawsClassifier | None = None
-    kappa_background: np.ndarray | KappaSample | None = None
+    kappa_background: np.ndarray | KappaSample | GridSpline | None = None
 
     def null_q0(self, key, sample: np.ndarray, n_events: int, n_toys: int, region) -> jax.Array:
         """The mass scan's ``q0`` on ``n_toys`` background-only toys of ``n_events`` drawn from ``sample``."""
@@ -245,10 +262,14 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
         return PawsSetup(config)
     epochs = min(args.paws_epochs, 4) if args.quick else args.paws_epochs
     per_point = min(args.paws_per_point, 300) if args.quick else args.paws_per_point
+    if args.paws_kappa != "counts" and args.paws_kappa_table > 0 and args.paws_activation in PIECEWISE_LINEAR:
+        raise ValueError(f"--paws-kappa-table needs a smooth --paws-activation: {args.paws_activation} is "
+                         "piecewise linear in the masses, where a spline's curvature is not the ratio's (use "
+                         "silu, or --paws-kappa-table 0)")  # fmt: skip
     if args.paws_runs < 1:
         raise ValueError(f"--paws-runs must be >= 1, got {args.paws_runs}")
-    cls = PAWS_MLP._replace(hidden=(128, 64, 32), n_runs=args.paws_runs,
-                            train=PAWS_MLP.train._replace(epochs=epochs, patience=6))  # fmt: skip
+    cls = TOY_PAWS_MLP._replace(n_runs=args.paws_runs, activation=args.paws_activation,
+                                train=TOY_PAWS_MLP.train._replace(epochs=epochs))  # fmt: skip
     k_train, k_kappa = jax.random.split(key)
     kappa = None
     n_kappa = args.paws_kappa_events
@@ -272,6 +293,9 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
     if args.paws_kappa == "pooled":
         signal = toy_signal_grid(jax.random.fold_in(k_kappa, 1), n_signal, trained.points)
         kappa = trained.kappa_sample(kappa, signal)
+    if kappa is not None and args.paws_kappa_table > 0:
+        step = max(args.paws_kappa_table, 25.0) if args.quick else args.paws_kappa_table
+        kappa = trained.kappa_table(kappa, step / 1000)
     return PawsSetup(config._replace(mass_bounds=trained.mass_bounds), trained, kappa)
 
 
@@ -470,7 +494,7 @@ def lee_toys(args, out: ResultsDir, setup: PawsSetup, sample: np.ndarray, n_even
     print(f"look-elsewhere toys: {args.paws_global_toys} background-only scans of {n_events} events drawn "
           f"from {len(sample)} ...", flush=True)  # fmt: skip
     config = {"toys": args.paws_global_toys, "sample": len(sample), "n_events": n_events, "seed": args.seed,
-              "paws": setup.config._asdict(), "data": args.data}  # fmt: skip
+              "paws": setup.config._asdict(), "data": args.data, "options": paws_options(args)}  # fmt: skip
     compute = lambda: {"toy_q0": setup.null_q0(key, sample, n_events, args.paws_global_toys, region)}
     like = lambda: {"toy_q0": jnp.zeros(args.paws_global_toys, jnp.float32)}
     return np.asarray(out.step("lee_toys", config, compute, like)["toy_q0"])
@@ -533,7 +557,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     n_max = n_b + max(int(round(mu * n_b / (1.0 - mu))) for mu in mus)
     rows = []
     step_config = {"method": args.method, "variant": variant, "data": args.data, "seed": args.seed,
-                   "ranode": config._asdict() if args.method == "ranode" else None, "n_b": n_b}  # fmt: skip
+                   "ranode": config._asdict() if args.method == "ranode" else None, "n_b": n_b,
+                   "paws": paws_options(args) if args.method == "paws" else None}  # fmt: skip
     for i, mu in enumerate(mus):
         real = injected_realisations(jax.random.fold_in(k_inj, i), background, samples.signal_pool, mu,
                                      args.realisations)  # fmt: skip
@@ -586,8 +611,9 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     results = {"method": args.method, "background_variant": variant, "data": samples.source,
                "background": info, "n_background": n_b, "realisations": args.realisations,
                "ranode_config": config._asdict() if args.method == "ranode" else None,
-               "paws_config": {**setup.config._asdict(), "ratio": args.paws_ratio} if args.method == "paws"
-               else None,
+               "paws_config": None if args.method != "paws" else {**setup.config._asdict(),
+                                                                   "ratio": args.paws_ratio,
+                                                                   "options": paws_options(args)},
                "cathode_config": setup.describe() if args.method == "cathode" else None,
                "injections": rows, "summary": scan_summary(rows)}  # fmt: skip
     label = {"oracle": "oracle", "ranode": f"R-ANODE ({variant})", "paws": f"PAWS ({variant})",

@@ -45,11 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from gbijax.nn import MLP
+from gbijax.nn import MLP, activation
 from gbijax.train import History, TrainConfig, fit
 
 __all__ = [
-    "DEFAULT", "PAWS_MLP", "QUICK", "REFERENCE", "TWO_SAMPLE",
+    "DEFAULT", "PAWS_MLP", "QUICK", "REFERENCE", "TOY_PAWS_MLP", "TWO_SAMPLE",
     "ClassifierConfig", "ClassifierParams", "ClassifierTask", "KFoldResult", "TrainConfig", "TwoSampleAUC",
     "average_logits", "balance_weights", "binary_cross_entropy", "cathode", "cwola", "ensemble_logits",
     "fold_assignment", "idealised_ad", "init_classifier", "kfold_predict", "kfold_scores", "kfold_train",
@@ -64,7 +64,7 @@ class ClassifierConfig(NamedTuple):
     """Static settings of a classifier ensemble (hashable: a ``jit`` static argument).
 
     Attributes:
-        hidden: hidden-layer widths of the ReLU MLP (one logit out).
+        hidden: hidden-layer widths of the MLP (one logit out).
         train: the :class:`gbijax.train.TrainConfig` of one training. The returned model is
             the one with the best validation loss (training loss when ``val_fraction`` is 0);
             with ``patience = 0`` all epochs run and the best epoch is kept.
@@ -77,6 +77,10 @@ class ClassifierConfig(NamedTuple):
             validation set for model selection.
         average: ``"probability"`` (mean of the runs' probabilities, as the CATHODE reference)
             or ``"logit"`` (mean of the runs' logits); see :func:`average_logits`.
+        activation: the hidden layers' activation, a :mod:`jax.nn` name (:func:`gbijax.nn.activation`).
+            ReLU (the references') makes the score piecewise linear in its inputs; a smooth one
+            (``"silu"``) gives a parametrised classifier whose ratio is smooth in the masses, so
+            that fits can use its curvature (Fisher errors, Newton steps).
     """
 
     hidden: tuple[int, ...] = (64, 64, 64)
@@ -86,6 +90,7 @@ class ClassifierConfig(NamedTuple):
     balance: bool = True
     val_fraction: float = 0.2
     average: str = "probability"
+    activation: str = "relu"
 
 
 DEFAULT = ClassifierConfig()
@@ -108,6 +113,12 @@ PAWS_MLP = REFERENCE._replace(
     hidden=(256, 128, 64), train=TrainConfig(epochs=200, batch_size=1024, learning_rate=1e-3, patience=20)
 )
 """The PAWS classifier: MLP 256-128-64, batch 1024, up to 200 epochs with patience 20."""
+
+TOY_PAWS_MLP = PAWS_MLP._replace(
+    hidden=(128, 64, 32), n_runs=1, activation="silu", train=PAWS_MLP.train._replace(epochs=40, patience=6)
+)
+"""The PAWS classifier of the toy studies and the demo: MLP 128-64-32 with SiLU (a ratio smooth in
+the masses, for the fit's Fisher errors and profile re-fits), 1 run, up to 40 epochs, patience 6."""
 
 
 class ClassifierParams(NamedTuple):
@@ -208,7 +219,7 @@ def split_validation(key: Array, weight: Array, fraction: float) -> tuple[Array,
 
 
 def _network(config: ClassifierConfig) -> MLP:
-    return MLP(hidden=tuple(config.hidden), out=1)
+    return MLP(hidden=tuple(config.hidden), out=1, activation=activation(config.activation))
 
 
 def _standardisation(x: Array, weight: Array) -> tuple[Array, Array]:

@@ -191,16 +191,17 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
 
     stages.start(5, "paws", "PAWS-GBI: parametrised classifier on simulated signal vs generated background")
     k_train, k_fit = jax.random.split(k_paws)
-    paws_cls = classifiers.PAWS_MLP._replace(
-        hidden=(128, 64, 32), n_runs=1,
-        train=classifiers.PAWS_MLP.train._replace(epochs=sizes.paws_epochs, patience=6))  # fmt: skip
+    paws_cls = classifiers.TOY_PAWS_MLP
+    paws_cls = paws_cls._replace(train=paws_cls.train._replace(epochs=sizes.paws_epochs))
     held_out = len(generated) // 5  # not trained on: kappa(theta) = 1 / E_B[f / (1 - f)] is estimated on them
     trained = train_toy_paws(k_train, generated[held_out:], sizes.paws_per_point, paws_cls)
     jax.block_until_ready(trained.params)
     stages.split("paws_classifier")  # 28 mass points, 50-600 GeV
-    # kappa's background pooled with fresh simulated signal at every mass point (low variance in theta)
+    # kappa's background pooled with fresh simulated signal at every mass point (low variance in theta),
+    # tabulated once on 10 GeV nodes (the fit then evaluates only the data's events at each theta)
     kappa_signal = toy_signal_grid(jax.random.fold_in(k_train, 1), sizes.paws_kappa_signal, trained.points)
-    ratio_data = trained.ratio_data(x, trained.kappa_sample(generated[:held_out], kappa_signal))
+    kappa = trained.kappa_table(trained.kappa_sample(generated[:held_out], kappa_signal))
+    ratio_data = trained.ratio_data(x, kappa)
     # 4 random starts besides the best point of the 11 x 11 coarse landscape: each start's gradient steps run
     # over all events, so the starts are most of the stage's time (8 starts: ~200 s on 2 cores)
     paws_config = PawsConfig(mass_bounds=trained.mass_bounds, n_starts=4, grid_points=11)

@@ -199,6 +199,9 @@ def test_paws_drivers_quick(tmp_path):
                              "--quick", "--out", str(out), "--paws-per-point", "100"]) == 0  # fmt: skip
     res = json.loads((out / "results.json").read_text())
     assert res["paws_config"]["ratio"] == "classifier" and "mass_contour_coverage68" in res
+    assert res["paws_config"]["options"]["paws_kappa_table"] == 10.0  # kappa(theta) tabulated (default)
+    relu = ["--method", "paws", "--mu", "0.1", "--pseudo", "1", "--quick", "--paws-activation", "relu"]
+    assert _run("coverage", [*relu, "--out", str(tmp_path / "relu")]) == 2  # no spline through kinks
     # an exact ratio needs no background model, and PAWS has only the toy's simulated signal
     bad = ["--method", "paws", "--paws-ratio", "exact", "--out", str(tmp_path / "bad")]
     assert _run("mu_scan", ["--data", TINY_TOY, *bad, "--background-variant", "sideband"]) == 2

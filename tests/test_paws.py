@@ -259,13 +259,16 @@ def test_global_p_value_is_uniform_under_the_background_only_hypothesis(x64):
 # ----------------------------------------------------------------------------- a trained classifier
 
 
+KAPPA_TABLE_ATOL = 5e-3  # interpolation error between 50 GeV nodes of a small classifier's log kappa
+
+
 @pytest.mark.slow  # compilation takes several seconds
 def test_trained_parametric_classifier_finds_the_mass_region(toy_grid):
     """A tiny classifier on 9 mass points: its ratio tracks the exact one; landscape peaks at the truth."""
     points, signal, background = toy_grid
     sample = parametric_training_set(jax.random.key(2), signal[:, :500], points, background[:4500])
     train = TrainConfig(epochs=20, batch_size=256, learning_rate=3e-3)
-    config = ClassifierConfig(hidden=(32, 32), train=train, n_runs=1, val_fraction=0.2)
+    config = ClassifierConfig(hidden=(32, 32), train=train, n_runs=1, val_fraction=0.2, activation="silu")
     params, _ = train_parametric_classifier(jax.random.key(3), sample, config)
     # held-out data: 4000 background events and 100 signal events at (500, 100) GeV (mu = 2.4%)
     x = jnp.concatenate([background[4500:8500], signal[6, 500:]])
@@ -300,6 +303,17 @@ def test_trained_parametric_classifier_finds_the_mass_region(toy_grid):
     land = paws_landscape(fn, data, jnp.linspace(0.1, 0.5, 5), jnp.linspace(0.1, 0.5, 5), config=bounds)
     assert (i, j) == np.unravel_index(int(jnp.argmax(land.log_likelihood)), (5, 5))
     assert 0.01 < float(land.mu_hat[i, j]) < 0.05
+    # kappa tabulated once on 50 GeV nodes and interpolated (the fits' fast path): the same ratio
+    table = trained.kappa_table(pooled, 0.05)
+    tabulated = trained.ratio_data(x, table)
+    assert tabulated.background is None and tabulated.log_kappa.coefficients.shape == (11, 11)
+    for theta in ([0.5, 0.1], [0.45, 0.25], [0.37, 0.12], [0.21, 0.19]):  # nodes, then between nodes
+        direct, fast = (fn(d, jnp.array(theta)) for d in (data, tabulated))
+        np.testing.assert_allclose(fast, direct, atol=1e-4 if theta[0] in (0.5, 0.45) else KAPPA_TABLE_ATOL)
+    fast_land = paws_landscape(fn, tabulated, land.m_x, land.m_y, config=bounds)
+    np.testing.assert_allclose(fast_land.log_likelihood, land.log_likelihood, atol=1e-2)
+    with pytest.raises(ValueError, match="at least 4 nodes"):
+        trained.kappa_table(pooled, 0.2)
     with pytest.raises(ValueError, match=r"signal must be \(P, n, D\) = \(9, n, 5\)"):
         trained.kappa_sample(background[8500:], more_signal[:4])
     with pytest.raises(ValueError, match="no recorded grid points"):

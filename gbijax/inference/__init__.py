@@ -73,6 +73,10 @@ __all__ += [
     "ranode_inputs", "realisation_keys", "summarize_measurements",
 ]  # fmt: skip
 
+from gbijax.inference._spline import GridSpline, grid_spline  # noqa: E402
+
+__all__ += ["GridSpline", "grid_spline"]
+
 from gbijax.inference._paws import (  # noqa: E402
     REFERENCE_PAWS_GRID,
     TOY_PAWS_GRID,
