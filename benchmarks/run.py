@@ -217,7 +217,8 @@ events at S/sqrt(B) = 1 with a parametrised classifier over {r['grid_points']} m
 kappa(theta) = 1 / E_B[f/(1-f)] on a pool of {r['kappa_pool']:,} events (background plus simulated
 signal), evaluated at every theta of the fit, or tabulated once on {r['table_nodes']:,} nodes
 ({r['table_step_tev'] * 1e3:g} GeV) and interpolated by a cubic spline (`PawsClassifier.kappa_table`,
-built in {fmt_seconds(build['median_s'])}). Medians of several runs.
+built in {fmt_seconds(build['median_s'])}); the classifier is trained for 3 epochs only (the fits time
+the method; they are not a measurement). Medians of {len(build['runs_s'])} runs.
 
 | kappa(theta) | fit | first call (compiles) | mu_hat | m_X (GeV) | m_Y (GeV) | m_Y 68% (GeV) |
 |---|---|---|---|---|---|---|
