@@ -202,8 +202,8 @@ def run_demo(out: str | Path = "results/demo", seed: int = 0, quick: bool = Fals
     kappa_signal = toy_signal_grid(jax.random.fold_in(k_train, 1), sizes.paws_kappa_signal, trained.points)
     kappa = trained.kappa_table(trained.kappa_sample(generated[:held_out], kappa_signal))
     ratio_data = trained.ratio_data(x, kappa)
-    # 4 random starts besides the best point of the 11 x 11 coarse landscape: each start's gradient steps run
-    # over all events, so the starts are most of the stage's time (8 starts: ~200 s on 2 cores)
+    # 4 random starts besides the best point of the 11 x 11 coarse landscape (each start's gradient steps run
+    # over all events)
     paws_config = PawsConfig(mass_bounds=trained.mass_bounds, n_starts=4, grid_points=11)
     paws = jax.block_until_ready(fit_paws(trained.log_ratio_fn, ratio_data, key=k_fit, config=paws_config))
     stages.split("paws_fit")
