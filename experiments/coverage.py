@@ -38,12 +38,14 @@ from mu_scan import (  # noqa: E402
     add_paws_arguments,
     add_ranode_arguments,
     measure_in_chunks,
+    paws_kappa_events,
     paws_options,
     paws_setup,
     ranode_config,
 )
 
 N_REFERENCE = 100_000  # background events that fix the signal coordinates
+PAWS_TRAIN_EVENTS = 80_000  # the PAWS classifier's background class; its kappa events are drawn on top
 
 
 def mu_for_significance(s_over_sqrt_b: float, n: int) -> float:
@@ -126,7 +128,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     paws = None
     if args.method == "paws":
         k_bkg, k_paws = jax.random.split(k_ref)
-        background = np.asarray(toy.background_sample(k_bkg, N_REFERENCE, region=region))
+        n_background = PAWS_TRAIN_EVENTS + paws_kappa_events(args)
+        background = np.asarray(toy.background_sample(k_bkg, n_background, region=region))
         paws = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else background)
         paws_step = {**step_config, "paws": paws.config._asdict(), "options": paws_options(args)}
         measured["paws"] = measure_in_chunks(
@@ -148,6 +151,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         "ranode_config": config._asdict() if args.method == "ranode" else None,
         "paws_config": None if paws is None else {**paws.config._asdict(), "ratio": args.paws_ratio,
                                                   "classifier_background": "true toy SR background",
+                                                  "kappa_events": paws_kappa_events(args),
                                                   "options": paws_options(args)},
     }  # fmt: skip
     main_summary = summaries[args.method]

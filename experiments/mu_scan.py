@@ -64,6 +64,7 @@ from gbijax.inference import (
     toy_signal_grid,
     train_toy_paws,
 )
+from gbijax.nn import PIECEWISE_LINEAR
 from gbijax.pipeline import (
     BACKGROUND_VARIANTS,
     FoldedBackground,
@@ -221,7 +222,11 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
                         "kappa's (0: 5x the SR background events)")  # fmt: skip
 
 
-PIECEWISE_LINEAR = ("relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "hard_swish")
+def paws_kappa_events(args: argparse.Namespace) -> int:
+    """Background events held out for ``kappa(theta)`` (0 with class counts; ``--quick``: at most 20,000)."""
+    if args.paws_kappa == "counts":
+        return 0
+    return min(args.paws_kappa_events, 20_000) if args.quick else args.paws_kappa_events
 
 
 def paws_options(args: argparse.Namespace) -> dict:
@@ -272,7 +277,7 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
                                 train=TOY_PAWS_MLP.train._replace(epochs=epochs))  # fmt: skip
     k_train, k_kappa = jax.random.split(key)
     kappa = None
-    n_kappa = args.paws_kappa_events
+    n_kappa = paws_kappa_events(args)
     if args.paws_kappa != "counts":
         if not 0 < n_kappa < len(background):
             raise ValueError(f"--paws-kappa-events must be between 1 and {len(background) - 1} (background "
@@ -531,10 +536,10 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         background, log_pb_bkg, model, coords, info = background_setup(args, out, samples, variant, k_bkg)
     if args.method == "paws":
         k_bkg, k_paws = jax.random.split(k_bkg)
-        held_out = args.paws_kappa_events if args.paws_kappa != "counts" else 0
+        held_out = paws_kappa_events(args)
         n_null = args.paws_global_events or 5 * len(samples.background_sr)
         n_null = n_null if args.paws_global_toys > 0 else 0
-        n_class = (200_000 if variant == "exact" else len(samples.background_sr) + held_out) + n_null
+        n_class = (180_000 if variant == "exact" else len(samples.background_sr)) + held_out + n_null
         background, paws_background, info = classifier_background(args, out, samples, variant, k_bkg, n_class)
         null_sample = paws_background[len(paws_background) - n_null:]
         paws_background = paws_background[:len(paws_background) - n_null]
@@ -613,6 +618,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                "ranode_config": config._asdict() if args.method == "ranode" else None,
                "paws_config": None if args.method != "paws" else {**setup.config._asdict(),
                                                                    "ratio": args.paws_ratio,
+                                                                   "kappa_events": paws_kappa_events(args),
                                                                    "options": paws_options(args)},
                "cathode_config": setup.describe() if args.method == "cathode" else None,
                "injections": rows, "summary": scan_summary(rows)}  # fmt: skip

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MLP", "activation", "count_params", "init_like", "sinusoidal_embedding"]
+__all__ = ["MLP", "PIECEWISE_LINEAR", "activation", "count_params", "init_like", "sinusoidal_embedding"]
 
 
 class MLP(nn.Module):
@@ -63,6 +63,12 @@ def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 1000.0) -> 
     freqs = jnp.exp(-math.log(max_period) * jnp.arange(half) / max(half - 1, 1)) * max_period
     angles = jnp.asarray(t)[..., None] * freqs
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+PIECEWISE_LINEAR = ("relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "hard_swish")
+"""Names of the :mod:`jax.nn` activations that are piecewise linear: a network built of them is
+piecewise linear in its inputs too, with kinks but no curvature (so, e.g., it cannot be
+interpolated by a smooth spline in its conditioning inputs)."""
 
 
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:

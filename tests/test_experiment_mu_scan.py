@@ -200,6 +200,7 @@ def test_paws_drivers_quick(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["paws_config"]["ratio"] == "classifier" and "mass_contour_coverage68" in res
     assert res["paws_config"]["options"]["paws_kappa_table"] == 10.0  # kappa(theta) tabulated (default)
+    assert res["paws_config"]["kappa_events"] == 20_000  # --quick caps the held-out kappa background
     relu = ["--method", "paws", "--mu", "0.1", "--pseudo", "1", "--quick", "--paws-activation", "relu"]
     assert _run("coverage", [*relu, "--out", str(tmp_path / "relu")]) == 2  # no spline through kinks
     # an exact ratio needs no background model, and PAWS has only the toy's simulated signal

@@ -314,6 +314,8 @@ def test_trained_parametric_classifier_finds_the_mass_region(toy_grid):
     np.testing.assert_allclose(fast_land.log_likelihood, land.log_likelihood, atol=1e-2)
     with pytest.raises(ValueError, match="at least 4 nodes"):
         trained.kappa_table(pooled, 0.2)
+    with pytest.raises(ValueError, match="activation 'relu' is piecewise linear"):
+        trained._replace(config=config._replace(activation="relu")).kappa_table(pooled, 0.05)
     with pytest.raises(ValueError, match=r"signal must be \(P, n, D\) = \(9, n, 5\)"):
         trained.kappa_sample(background[8500:], more_signal[:4])
     with pytest.raises(ValueError, match="no recorded grid points"):

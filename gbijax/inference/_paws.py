@@ -80,6 +80,7 @@ from gbijax.inference._stats import (
     profile_scan,
     wilks_threshold,
 )
+from gbijax.nn import PIECEWISE_LINEAR
 from gbijax.train import History
 
 __all__ = [
@@ -447,8 +448,8 @@ class PawsClassifier(NamedTuple):
         (rms 3e-4), and 8 coverage pseudo-experiments gave the same fitted ``mu`` (to 2e-6),
         masses (to 0.1 GeV) and intervals, 9x faster. A ReLU classifier is only piecewise linear
         in the masses: the spline's curvature then differs from the kinked function's and the
-        Fisher errors of a fit can fail. Pass the table to :meth:`ratio_data` in place of the
-        events.
+        Fisher errors of a fit can fail, so such a classifier is refused. Pass the table to
+        :meth:`ratio_data` in place of the events.
 
         Args:
             kappa_background: the events of :meth:`ratio_data` (a :class:`KappaSample` or
@@ -456,10 +457,16 @@ class PawsClassifier(NamedTuple):
             step: largest node spacing in TeV (the trained range is divided evenly).
 
         Raises:
-            ValueError: no recorded classifier config, or a step that gives fewer than 4 nodes.
+            ValueError: no recorded classifier config, a piecewise-linear activation
+                (:data:`gbijax.nn.PIECEWISE_LINEAR`), or a step that gives fewer than 4 nodes.
         """
         if self.config is None:
             raise ValueError("this PawsClassifier has no recorded config (train_toy_paws records it)")
+        if self.config.activation in PIECEWISE_LINEAR:
+            raise ValueError(f"a kappa table needs a classifier that is smooth in the masses: its activation "
+                             f"{self.config.activation!r} is piecewise linear, where the spline's curvature "
+                             "is not the ratio's and Fisher errors fail (train with e.g. 'silu', or pass the "
+                             "kappa events to ratio_data directly)")  # fmt: skip
         lo, hi = self.mass_bounds
         n = int(np.ceil((hi - lo) / step - 1e-9)) + 1 if step > 0 else 0
         if n < 4:
