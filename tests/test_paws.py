@@ -26,6 +26,7 @@ from gbijax.inference import (
     landscape_intervals,
     landscape_region,
     mass_grid_points,
+    mixture_asimov_weights,
     mu_alpha_landscape,
     null_scan_q0,
     parametric_training_set,
@@ -193,6 +194,25 @@ def test_gauss_fit_matches_landscape_and_fisher(x64, gauss_fit):
 
 
 @pytest.mark.slow  # compilation takes several seconds
+def test_asimov_fit_gives_the_truth_and_measures_a_biased_ratio(x64):
+    """Weighted samples as the Asimov data: the exact ratio fits the truth; a shifted one its shift."""
+    k_b, k_s = jax.random.split(jax.random.key(21))
+    background = jax.random.uniform(k_b, (20_000, 2), jnp.float64)
+    signal = jnp.asarray(TRUTH) + NARROW * jax.random.normal(k_s, (20_000, 2), jnp.float64)
+    x = jnp.concatenate([background, signal])
+    weight = mixture_asimov_weights(20_000, 20_000, 0.05, 2_000)
+    np.testing.assert_allclose([float(jnp.sum(weight)), float(jnp.sum(weight[20_000:]))], [2_000, 100])
+    fit = fit_paws(narrow, x, weight, key=jax.random.key(0), config=GAUSS)
+    for k, truth in enumerate((0.05, *TRUTH)):  # pseudo-true values = truth, to a fraction of the errors
+        assert abs(float(fit.vector[k]) - truth) < 0.25 * float(fit.std[k]), (k, float(fit.vector[k]))
+    shifted = lambda x, theta: narrow(x, theta - jnp.array([0.01, 0.0]))  # a ratio biased by +0.01 in m_x
+    biased = fit_paws(shifted, x, weight, key=jax.random.key(0), config=GAUSS)
+    np.testing.assert_allclose(float(biased.params.m_x), TRUTH[0] + 0.01, atol=0.25 * float(fit.std[1]))
+    assert abs(float(biased.params.m_y) - TRUTH[1]) < 0.25 * float(fit.std[2])
+    with pytest.raises(ValueError, match="need background and signal events"):
+        mixture_asimov_weights(0, 10, 0.1, 100)
+
+
 def test_vmapped_multistart_equals_sequential_fits_two_modes(x64):
     """Half the signal narrow, half wide (alpha = 1/2): starts fitted together equal starts fitted alone."""
     x = _gauss_data(jax.random.key(11), 4000, 400, widths=(NARROW, WIDE))

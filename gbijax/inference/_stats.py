@@ -715,6 +715,31 @@ def likelihood_scale(information: ArrayLike, extra_variance: ArrayLike) -> jax.A
     return 1.0 / (1.0 + extra * jnp.maximum(information, 0.0))
 
 
+def mixture_asimov_weights(n_background: int, n_signal: int, mu: ArrayLike, n_events: ArrayLike) -> jax.Array:
+    """Event weights that turn background and signal samples into the Asimov data set of a mixture.
+
+    For ``n_background`` background events followed by ``n_signal`` signal events, background
+    events weigh ``(1 - mu) n / n_B`` and signal events ``mu n / n_S``, so that any weighted sum
+    ``sum_i w_i g(x_i)`` estimates ``n [(1 - mu) E_B g + mu E_S g]``: the expected value on ``n``
+    events at signal fraction ``mu``. A weighted fit on them (e.g. :func:`gbijax.inference.fit_paws`
+    with ``weight``) is the Asimov fit, whose estimates are the pseudo-true values of the model:
+    with an exact likelihood ratio they are the truth, with a learned one their offset from the
+    truth is the fit's bias, and ``-2 Delta l`` of the truth says what it costs a contour.
+
+    >>> w = mixture_asimov_weights(3, 2, 0.1, 100.0)
+    >>> [round(float(v), 6) for v in w]
+    [30.0, 30.0, 30.0, 5.0, 5.0]
+
+    Raises:
+        ValueError: a sample without events.
+    """
+    if n_background < 1 or n_signal < 1:
+        raise ValueError(f"need background and signal events; got {n_background} and {n_signal}")
+    mu = jnp.asarray(mu, jnp.result_type(float))
+    w_b = jnp.full(n_background, (1.0 - mu) * n_events / n_background)
+    return jnp.concatenate([w_b, jnp.full(n_signal, mu * n_events / n_signal)])
+
+
 def mixture_asimov_discovery(
     mu: ArrayLike, n_events: ArrayLike, signal_log_ratio: ArrayLike, background_log_ratio: ArrayLike
 ) -> Discovery:
