@@ -13,7 +13,10 @@ Writes ``results.json`` with, for the method and for the oracle, ``coverage68``,
 ``median_width68``, the median ``z`` and more (:func:`gbijax.inference.summarize_measurements`),
 plus the ratios to the oracle (``width68_ratio``, ``z_ratio``; goal at ``S/sqrt(B) = 3``: width
 <= 1.3 and Z >= 0.8 times the oracle's), ``measurements.npz`` (every pseudo-experiment) and
-``coverage.png``. R-ANODE pseudo-experiments are measured in resumable chunks.
+``coverage.png``. R-ANODE pseudo-experiments are measured in resumable chunks. With PAWS,
+``--paws-asimov N`` also fits the Asimov data set (``paws_asimov`` in ``results.json``): the
+masses the learned ratio finds on average and ``-2 Delta l`` of the truth, i.e. how far a trained
+classifier moves the contours (:func:`asimov_check`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from gbijax import plotting
 from gbijax.data import DEFAULT_SR, fit_preprocessing, toy
 from gbijax.data._sources import parse_source, parse_toy_options
 from gbijax.experiment import ResultsDir, experiment_parser, run_experiment
-from gbijax.inference import compare_to_oracle, signal_coordinates, summarize_measurements
+from gbijax.inference import (
+    compare_to_oracle,
+    fit_paws,
+    mixture_asimov_weights,
+    paws_landscape,
+    signal_coordinates,
+    summarize_measurements,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mu_scan import (  # noqa: E402
@@ -72,7 +82,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_ranode_arguments(parser)
     add_paws_arguments(parser)
+    parser.add_argument("--paws-asimov", type=int, default=0,
+                        help="PAWS: also fit the Asimov data set (this many background events plus a quarter "
+                             "as many signal events, weighted to --n-events at mu): the ratio's pseudo-true "
+                             "masses and -2 Delta l of the truth: the classifier's mass bias (0: off)")
     return parser
+
+
+def asimov_check(paws, key, n_background: int, mu: float, n: int, signal, region) -> dict:
+    """The PAWS fit of the Asimov data set: where the ratio puts the masses, and what the truth costs.
+
+    ``n_background`` toy background and ``n_background // 4`` signal events weighted to ``n``
+    events at signal fraction ``mu`` (:func:`gbijax.inference.mixture_asimov_weights`), fitted from
+    the true masses; ``q_masses_true = 2 (max l - max_mu l(mu, truth))``, which a 68% contour
+    includes when it is <= 2.30.
+    """
+    n_signal = max(n_background // 4, 1)
+    k_b, k_s = jax.random.split(key)
+    x = np.concatenate([np.asarray(toy.background_sample(k_b, n_background, region=region)),
+                        np.asarray(toy.signal_sample(k_s, n_signal, signal, region))])  # fmt: skip
+    weight = mixture_asimov_weights(n_background, n_signal, mu, n)
+    fn, data = paws.ratio(x, region)
+    truth = jnp.array([signal.m_x, signal.m_y])
+    fit = fit_paws(fn, data, weight, starts=truth[None], config=paws.config)
+    at_truth = paws_landscape(fn, data, truth[:1], truth[1:], weight, config=paws.config).log_likelihood
+    result = {"events": [n_background, n_signal], "mu": float(fit.mu_hat), "m_x": float(fit.params.m_x),
+              "m_y": float(fit.params.m_y), "m_x_offset_gev": 1e3 * (float(fit.params.m_x) - signal.m_x),
+              "m_y_offset_gev": 1e3 * (float(fit.params.m_y) - signal.m_y),
+              "q_masses_true": float(2 * (fit.log_likelihood_max - at_truth[0, 0]))}  # fmt: skip
+    print(f"  Asimov ({n_background} + {n_signal} events): mu {result['mu']:.5f}, m_X "
+          f"{result['m_x_offset_gev']:+.1f} GeV, m_Y {result['m_y_offset_gev']:+.1f} GeV from the truth; "
+          f"-2 Delta l of the truth {result['q_masses_true']:.2f}", flush=True)  # fmt: skip
+    return result
 
 
 def main(args: argparse.Namespace, out: ResultsDir) -> None:
@@ -138,6 +179,9 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             "PAWS", paws,
         )  # fmt: skip
 
+    asimov = None
+    if paws is not None and args.paws_asimov > 0:
+        asimov = asimov_check(paws, jax.random.fold_in(k_ref, 2), args.paws_asimov, mu, n, signal, region)
     summaries = {name: summarize_measurements(m, mu) for name, m in measured.items()}
     results = {
         "method": args.method,
@@ -153,6 +197,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                                                   "classifier_background": "true toy SR background",
                                                   "kappa_events": paws_kappa_events(args),
                                                   "options": paws_options(args)},
+        "paws_asimov": asimov,
     }  # fmt: skip
     main_summary = summaries[args.method]
     results.update(

@@ -241,12 +241,15 @@ class PawsSetup(NamedTuple):
     classifier: PawsClassifier | None = None
     kappa_background: np.ndarray | KappaSample | GridSpline | None = None
 
+    def ratio(self, x: np.ndarray, region) -> tuple:
+        """``(log_ratio_fn, data)`` of events ``x``: the classifier's, or the exact toy ratio."""
+        if self.classifier is None:
+            return functools.partial(toy_log_ratio, region=region), toy_ratio_data(x, region)
+        return self.classifier.log_ratio_fn, self.classifier.ratio_data(x, self.kappa_background)
+
     def null_q0(self, key, sample: np.ndarray, n_events: int, n_toys: int, region) -> jax.Array:
         """The mass scan's ``q0`` on ``n_toys`` background-only toys of ``n_events`` drawn from ``sample``."""
-        if self.classifier is None:
-            fn, data = functools.partial(toy_log_ratio, region=region), toy_ratio_data(sample, region)
-        else:
-            fn, data = self.classifier.log_ratio_fn, self.classifier.ratio_data(sample, self.kappa_background)
+        fn, data = self.ratio(sample, region)
         return null_scan_q0(key, fn, data, n_events, n_toys=n_toys, config=self.config)
 
     def measure_kwargs(self, x: np.ndarray) -> dict:

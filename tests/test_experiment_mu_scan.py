@@ -201,6 +201,15 @@ def test_paws_drivers_quick(tmp_path):
     assert res["paws_config"]["ratio"] == "classifier" and "mass_contour_coverage68" in res
     assert res["paws_config"]["options"]["paws_kappa_table"] == 10.0  # kappa(theta) tabulated (default)
     assert res["paws_config"]["kappa_events"] == 20_000  # --quick caps the held-out kappa background
+    # the Asimov check: with the exact ratio the pseudo-true masses are the truth (400-event errors ~12 GeV)
+    out = tmp_path / "asimov"
+    assert _run("coverage", ["--method", "paws", "--paws-ratio", "exact", "--mu", "0.1", "--pseudo", "1",
+                             "--n-events", "400", "--quick", "--paws-asimov", "20000",
+                             "--out", str(out)]) == 0  # fmt: skip
+    asimov = json.loads((out / "results.json").read_text())["paws_asimov"]
+    assert asimov["events"] == [20_000, 5_000] and abs(asimov["mu"] - 0.1) < 0.01
+    assert abs(asimov["m_x_offset_gev"]) < 4 and abs(asimov["m_y_offset_gev"]) < 2
+    assert -0.01 < asimov["q_masses_true"] < 0.2
     relu = ["--method", "paws", "--mu", "0.1", "--pseudo", "1", "--quick", "--paws-activation", "relu"]
     assert _run("coverage", [*relu, "--out", str(tmp_path / "relu")]) == 2  # no spline through kinks
     # an exact ratio needs no background model, and PAWS has only the toy's simulated signal
