@@ -213,6 +213,7 @@ def test_asimov_fit_gives_the_truth_and_measures_a_biased_ratio(x64):
         mixture_asimov_weights(0, 10, 0.1, 100)
 
 
+@pytest.mark.slow  # compilation takes several seconds
 def test_vmapped_multistart_equals_sequential_fits_two_modes(x64):
     """Half the signal narrow, half wide (alpha = 1/2): starts fitted together equal starts fitted alone."""
     x = _gauss_data(jax.random.key(11), 4000, 400, widths=(NARROW, WIDE))
