@@ -16,7 +16,10 @@ plus the ratios to the oracle (``width68_ratio``, ``z_ratio``; goal at ``S/sqrt(
 ``coverage.png``. R-ANODE pseudo-experiments are measured in resumable chunks. With PAWS,
 ``--paws-asimov N`` also fits the Asimov data set (``paws_asimov`` in ``results.json``): the
 masses the learned ratio finds on average and ``-2 Delta l`` of the truth, i.e. how far a trained
-classifier moves the contours (:func:`asimov_check`).
+classifier moves the contours (:func:`asimov_check`); ``--paws-closure N`` corrects every
+pseudo-experiment by its own closure test, which needs no truth (N background events plus N/4 signal
+events simulated at its fitted masses, fitted again: :func:`closure_in_chunks`), and reports the
+corrected coverage as ``paws_closure`` in ``results.json``.
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
 from gbijax import plotting
 from gbijax.data import DEFAULT_SR, fit_preprocessing, toy
 from gbijax.data._sources import parse_source, parse_toy_options
-from gbijax.experiment import ResultsDir, experiment_parser, run_experiment
+from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment
 from gbijax.inference import (
+    Measurements,
+    closure_injection,
     compare_to_oracle,
     fit_paws,
+    measure_paws_closure,
     mixture_asimov_weights,
     paws_landscape,
+    realisation_keys,
     signal_coordinates,
     summarize_measurements,
 )
@@ -82,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_ranode_arguments(parser)
     add_paws_arguments(parser)
+    parser.add_argument("--paws-closure", type=int, default=0,
+                        help="PAWS: also correct every pseudo-experiment by its closure test (this many "
+                             "background events plus a quarter as many signal events simulated at its fitted "
+                             "masses, weighted to its size at its mu and fitted again; 0: off)")
     parser.add_argument("--paws-asimov", type=int, default=0,
                         help="PAWS: also fit the Asimov data set (this many background events plus a quarter "
                              "as many signal events, weighted to --n-events at mu): the ratio's pseudo-true "
@@ -114,6 +125,60 @@ def asimov_check(paws, key, n_background: int, mu: float, n: int, signal, region
           f"{result['m_x_offset_gev']:+.1f} GeV, m_Y {result['m_y_offset_gev']:+.1f} GeV from the truth; "
           f"-2 Delta l of the truth {result['q_masses_true']:.2f}", flush=True)  # fmt: skip
     return result
+
+
+def closure_in_chunks(out: ResultsDir, paws, step_config: dict, key, x, measured, n_background: int, region,
+                      chunk: int, truth) -> tuple[Measurements, np.ndarray]:  # fmt: skip
+    """Every pseudo-experiment corrected by its closure test, ``chunk`` at a time, each a resumable step.
+
+    One background pool of ``n_background`` toy events (in GBI: generator samples) serves every
+    closure data set; each adds ``n_background // 4`` signal events simulated at its own fitted
+    masses (:func:`gbijax.inference.measure_paws_closure`). Returns the corrected measurements and
+    the ``(R, 3)`` closure fits ``(mu, m_x, m_y)``.
+    """
+    k_b, k_s = jax.random.split(key)
+    background = toy.background_sample(k_b, n_background, region=region)
+    n_signal, n = max(n_background // 4, 1), x.shape[0]
+    parts = []
+    for start in progress(range(0, n, chunk), "closure", total=-(-n // chunk)):
+        idx = np.arange(start, start + chunk) % n
+        rows = Measurements(*(None if field is None else jnp.asarray(field)[idx] for field in measured))
+
+        def compute(idx=idx, rows=rows, start=start):
+            injected = closure_injection(rows)
+            draw = lambda k, m: toy.signal_sample(k, n_signal, toy.SignalParams(m[0], m[1]), region)
+            signal = jax.vmap(draw)(realisation_keys(k_s, chunk, start), injected[:, 1:])
+            pool = jnp.concatenate([jnp.broadcast_to(background, (chunk, *background.shape)), signal], 1)
+            fn, data, axes = paws.batched_ratio(x[idx], region)
+            _, asimov, _ = paws.batched_ratio(np.asarray(pool), region)
+            ones = jnp.ones(x[idx].shape[:2])
+            corrected, closure = measure_paws_closure(rows, data, ones, asimov, n_background, fn, paws.config,
+                                                      axes, axes, truth)  # fmt: skip
+            return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (corrected, closure.fitted))
+
+        template = lambda: (Measurements(*(jnp.zeros(chunk, jnp.float32) for _ in Measurements._fields)),
+                            jnp.zeros((chunk, 3), jnp.float32))  # fmt: skip
+        config = {**step_config, "closure_events": [n_background, n_signal], "start": start, "chunk": chunk}
+        parts.append(out.step(f"paws_closure_{start:05d}", config, compute, template))
+    join = lambda *a: np.concatenate([np.asarray(b) for b in a])[:n]
+    return jax.tree.map(join, *[p[0] for p in parts]), join(*[p[1] for p in parts])
+
+
+def closure_summary(corrected: Measurements, fitted: np.ndarray, measured: Measurements, mu: float,
+                    oracle: Measurements, events: tuple[int, int]) -> dict:  # fmt: skip
+    """``paws_closure`` of results.json: the corrected measurements' summary and the closure fits' spread."""
+    injected = np.asarray(closure_injection(measured))
+    gev = lambda k: 1e3 * (fitted[:, k] - injected[:, k])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = fitted[:, 0] / injected[:, 0]
+    summary = summarize_measurements(corrected, mu)
+    spread = lambda v: {"median": float(np.nanmedian(v)), "p16": float(np.nanquantile(v, 0.16)),
+                        "p84": float(np.nanquantile(v, 0.84))}  # fmt: skip
+    return {"events": list(events), "mu_scale": spread(scale), "m_x_offset_gev": spread(gev(1)),
+            "m_y_offset_gev": spread(gev(2)), "summary": summary,
+            "ratio_to_oracle": compare_to_oracle(corrected, oracle),
+            **{k: summary.get(k) for k in ("coverage68", "coverage95", "relative_bias",
+                                           "mass_contour_coverage68", "mass_contour_coverage95")}}
 
 
 def main(args: argparse.Namespace, out: ResultsDir) -> None:
@@ -179,6 +244,23 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             "PAWS", paws,
         )  # fmt: skip
 
+    closure = None
+    if paws is not None and args.paws_closure > 0:
+        n_closure = min(args.paws_closure, 20_000) if args.quick else args.paws_closure
+        chunk = args.vmap_realisations or min(n_pseudo, 8)
+        corrected, fitted = closure_in_chunks(out, paws, paws_step, jax.random.fold_in(k_ref, 3), x,
+                                              measured["paws"], n_closure, region, chunk, tuple(signal))
+        measured["paws_closure"] = corrected
+        closure = closure_summary(corrected, fitted, measured["paws"], mu, oracle,
+                                  (n_closure, max(n_closure // 4, 1)))  # fmt: skip
+        c = closure
+        print(f"  closure-corrected PAWS: coverage68 {c['coverage68']:.3f}, coverage95 "
+              f"{c['coverage95']:.3f}, relative bias {c['relative_bias']:+.3f}, (m_X, m_Y) contour coverage "
+              f"68% {c['mass_contour_coverage68']:.3f}, 95% {c['mass_contour_coverage95']:.3f}; median "
+              f"closure mu scale {c['mu_scale']['median']:.3f}, offsets m_X "
+              f"{c['m_x_offset_gev']['median']:+.1f} GeV, m_Y {c['m_y_offset_gev']['median']:+.1f} GeV",
+              flush=True)  # fmt: skip
+
     asimov = None
     if paws is not None and args.paws_asimov > 0:
         asimov = asimov_check(paws, jax.random.fold_in(k_ref, 2), args.paws_asimov, mu, n, signal, region)
@@ -198,6 +280,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                                                   "kappa_events": paws_kappa_events(args),
                                                   "options": paws_options(args)},
         "paws_asimov": asimov,
+        "paws_closure": closure,
     }  # fmt: skip
     main_summary = summaries[args.method]
     results.update(
@@ -243,7 +326,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     if "ratio_to_oracle" in results:
         r = results["ratio_to_oracle"]
         print(f"  ratio to oracle: width68 {r['width68_ratio']:.3f}, Z {r['z_ratio']:.3f}", flush=True)
-    names = {"oracle": "oracle", "ranode": "R-ANODE", "paws": "PAWS"}
+    names = {"oracle": "oracle", "ranode": "R-ANODE", "paws": "PAWS",
+             "paws_closure": "PAWS, closure-corrected"}  # fmt: skip
     plotting.coverage_figure(
         {names[k]: m._asdict() for k, m in measured.items()}, mu, {names[k]: s for k, s in summaries.items()},
         out.figure_path("coverage"),

@@ -50,6 +50,7 @@ from gbijax.inference import (
     ClassifierRatio,
     GridSpline,
     KappaSample,
+    LogRatioFn,
     Measurements,
     PawsClassifier,
     PawsConfig,
@@ -229,9 +230,13 @@ def paws_kappa_events(args: argparse.Namespace) -> int:
     return min(args.paws_kappa_events, 20_000) if args.quick else args.paws_kappa_events
 
 
+PAWS_CHECKS = ("paws_asimov", "paws_closure")
+"""``--paws-*`` options of checks run after the measurement (coverage.py): not part of its steps' config."""
+
+
 def paws_options(args: argparse.Namespace) -> dict:
     """The ``--paws-*`` options: part of every resumable PAWS step's config (a changed option recomputes)."""
-    return {k: v for k, v in sorted(vars(args).items()) if k.startswith("paws_")}
+    return {k: v for k, v in sorted(vars(args).items()) if k.startswith("paws_") and k not in PAWS_CHECKS}
 
 
 class PawsSetup(NamedTuple):
@@ -244,8 +249,16 @@ class PawsSetup(NamedTuple):
     def ratio(self, x: np.ndarray, region) -> tuple:
         """``(log_ratio_fn, data)`` of events ``x``: the classifier's, or the exact toy ratio."""
         if self.classifier is None:
-            return functools.partial(toy_log_ratio, region=region), toy_ratio_data(x, region)
+            return exact_toy_ratio(tuple(region)), toy_ratio_data(x, region)
         return self.classifier.log_ratio_fn, self.classifier.ratio_data(x, self.kappa_background)
+
+    def batched_ratio(self, x: np.ndarray, region) -> tuple:
+        """``(log_ratio_fn, data, axes)`` of ``(R, N, 5)`` events, ``axes`` the data's ``vmap`` axes."""
+        if self.classifier is None:
+            data = jax.vmap(lambda xx: toy_ratio_data(xx, region))(jnp.asarray(x))
+            return exact_toy_ratio(tuple(region)), data, 0
+        return (self.classifier.log_ratio_fn, self.classifier.ratio_data(x, self.kappa_background),
+                ClassifierRatio(0, None, None, None))  # fmt: skip
 
     def null_q0(self, key, sample: np.ndarray, n_events: int, n_toys: int, region) -> jax.Array:
         """The mass scan's ``q0`` on ``n_toys`` background-only toys of ``n_events`` drawn from ``sample``."""
@@ -256,10 +269,15 @@ class PawsSetup(NamedTuple):
         """Keyword arguments of :func:`gbijax.inference.measure` for events ``x`` (``(R, N, 5)``)."""
         kwargs = {"paws_config": self.config}
         if self.classifier is not None:
-            data = self.classifier.ratio_data(x, self.kappa_background)
-            kwargs.update(log_ratio_fn=self.classifier.log_ratio_fn, ratio_data=data,
-                          ratio_axes=ClassifierRatio(0, None, None, None))  # fmt: skip
+            fn, data, axes = self.batched_ratio(x, None)
+            kwargs.update(log_ratio_fn=fn, ratio_data=data, ratio_axes=axes)
         return kwargs
+
+
+@functools.cache
+def exact_toy_ratio(region: tuple) -> LogRatioFn:
+    """The exact toy ratio on ``region``, one function object per region (jitted fits compile once)."""
+    return functools.partial(toy_log_ratio, region=region)
 
 
 def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> PawsSetup:

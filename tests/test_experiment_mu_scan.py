@@ -210,6 +210,18 @@ def test_paws_drivers_quick(tmp_path):
     assert asimov["events"] == [20_000, 5_000] and abs(asimov["mu"] - 0.1) < 0.01
     assert abs(asimov["m_x_offset_gev"]) < 4 and abs(asimov["m_y_offset_gev"]) < 2
     assert -0.01 < asimov["q_masses_true"] < 0.2
+    # the closure correction reuses the measured steps (the check is not part of their config); with the
+    # exact ratio it finds no bias to correct
+    assert _run("coverage", ["--method", "paws", "--paws-ratio", "exact", "--mu", "0.1", "--pseudo", "1",
+                             "--n-events", "400", "--quick", "--paws-closure", "20000",
+                             "--out", str(out)]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    closure = res["paws_closure"]
+    assert closure["events"] == [20_000, 5_000] and abs(closure["mu_scale"]["median"] - 1) < 0.05
+    assert abs(closure["m_x_offset_gev"]["median"]) < 4 and abs(closure["m_y_offset_gev"]["median"]) < 2
+    assert closure["summary"]["n"] == 1 and "mass_contour_coverage68" in closure
+    scaled = res["summary"]["mu_hat"]["median"] / closure["mu_scale"]["median"]  # one pseudo-experiment
+    assert closure["summary"]["mu_hat"]["median"] == pytest.approx(scaled, rel=1e-4)
     relu = ["--method", "paws", "--mu", "0.1", "--pseudo", "1", "--quick", "--paws-activation", "relu"]
     assert _run("coverage", [*relu, "--out", str(tmp_path / "relu")]) == 2  # no spline through kinks
     # an exact ratio needs no background model, and PAWS has only the toy's simulated signal

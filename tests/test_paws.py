@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.scipy.special import ndtri
 from jax.scipy.stats import norm
 from scipy.stats import spearmanr
 
@@ -16,6 +17,7 @@ from gbijax.inference import (
     PawsConfig,
     bootstrap_paws,
     classifier_log_ratio,
+    closure_injection,
     fisher_uncertainty,
     fit_paws,
     fit_starts,
@@ -26,10 +28,13 @@ from gbijax.inference import (
     landscape_intervals,
     landscape_region,
     mass_grid_points,
+    measure_paws,
+    measure_paws_closure,
     mixture_asimov_weights,
     mu_alpha_landscape,
     null_scan_q0,
     parametric_training_set,
+    paws_closure,
     paws_landscape,
     paws_log_likelihood,
     pooled_kappa_log_weights,
@@ -394,3 +399,53 @@ def test_read_lhco_parametric_signal(tmp_path, pandas_fixed_writer):
     missing = pandas_fixed_writer(tmp_path / "no_my.h5", "output", [(columns[:-1], values)])
     with pytest.raises(ValueError, match="not an LHCO parametric signal file.*lacks column.*my"):
         read_lhco_parametric_signal(missing)
+
+
+def _quadrature_asimov(masses, n_b=200, n_s=100):
+    """Background and narrow signal at ``masses`` as midpoint-rule nodes: an Asimov sample without noise.
+
+    The signal's nodes are normal quantiles rescaled to unit variance (the midpoints alone miss the tails).
+    """
+    u_b, u_s = (jnp.arange(n_b) + 0.5) / n_b, ndtri((jnp.arange(n_s) + 0.5) / n_s)
+    u_s = u_s / jnp.sqrt(jnp.mean(u_s**2))
+    grid = lambda a: jnp.stack(jnp.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
+    return jnp.concatenate([grid(u_b), masses + NARROW * grid(u_s)]), n_b * n_b
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_closure_corrects_a_biased_ratio_to_the_exact_fit(x64):
+    """A ratio biased by +0.01 in m_x and a factor 1.25 in mu, corrected by its closure test.
+
+    ``log(0.2 + 0.8 Lambda(theta - (0.01, 0)))`` is the exact ratio reparametrised: its fit is the
+    exact fit moved by exactly that, so on a noise-free Asimov sample the closure test finds the
+    shift and the scale, and the corrected measurements are the exact ratio's.
+    """
+    biased = lambda x, theta: jnp.log(0.2 + 0.8 * jnp.exp(narrow(x, theta - jnp.array([0.01, 0.0]))))
+    keys = jax.random.split(jax.random.key(4), 3)
+    x = jax.vmap(lambda k: _gauss_data(k, 4000, 400, widths=(NARROW,)))(keys)
+    weight = jnp.ones(x.shape[:2])
+    config = GAUSS._replace(ordered=True)
+    exact = measure_paws(keys, x, weight, narrow, config, true_masses=TRUTH)
+    measured = measure_paws(keys, x, weight, biased, config, true_masses=TRUTH)
+    np.testing.assert_allclose(measured.m_x, exact.m_x + 0.01, atol=1e-4)
+    np.testing.assert_allclose(measured.mu_hat, 1.25 * exact.mu_hat, rtol=1e-3)
+    injected = closure_injection(measured)
+    asimov, n_b = jax.vmap(lambda m: _quadrature_asimov(m)[0])(injected[:, 1:]), 200 * 200
+    corrected, closure = measure_paws_closure(measured, x, weight, asimov, n_b, biased, config,
+                                              true_masses=TRUTH)  # fmt: skip
+    np.testing.assert_allclose(closure.mu_scale, 1.25, rtol=2e-3)
+    np.testing.assert_allclose(closure.mass_offset, np.broadcast_to([0.01, 0.0], (3, 2)), atol=2e-4)
+    tol = 0.02 * float(np.min(exact.m_x_hi68 - exact.m_x_lo68)) / 2
+    for field in ("m_x", "m_x_lo68", "m_x_hi68", "m_y", "m_y_lo68", "m_y_hi68"):
+        np.testing.assert_allclose(getattr(corrected, field), getattr(exact, field), atol=tol)
+    for field in ("mu_hat", "lo68", "hi68", "lo95", "hi95"):
+        np.testing.assert_allclose(getattr(corrected, field), getattr(exact, field), rtol=5e-3, atol=1e-4)
+    np.testing.assert_allclose(corrected.q_masses_true, exact.q_masses_true, atol=0.05)
+    np.testing.assert_array_equal(corrected.z, measured.z)
+    alone = paws_closure(biased, asimov[1], injected[1], mixture_asimov_weights(n_b, asimov.shape[1] - n_b,
+                         injected[1, 0], 4000), config=config)  # fmt: skip
+    np.testing.assert_allclose(alone.fitted, closure.fitted[1], rtol=1e-6)  # vmapped: other summation order
+    with pytest.raises(ValueError, match="injected must be"):
+        paws_closure(biased, asimov[1], injected[1, 1:], config=config)
+    with pytest.raises(ValueError, match="outside"):
+        paws_closure(biased, asimov[1], jnp.array([0.1, 0.9, 0.2]), config=config)

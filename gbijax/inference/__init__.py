@@ -57,11 +57,14 @@ from gbijax.inference._cut import CutAndCount, cut_and_count, on_off_significanc
 from gbijax.inference._measure import (  # noqa: E402
     METHODS,
     Measurements,
+    closure_corrected,
+    closure_injection,
     compare_to_oracle,
     measure,
     measure_cathode,
     measure_oracle,
     measure_paws,
+    measure_paws_closure,
     measure_ranode,
     ranode_inputs,
     realisation_keys,
@@ -71,7 +74,7 @@ from gbijax.inference._measure import (  # noqa: E402
 __all__ += [
     "CutAndCount", "cut_and_count", "on_off_significance",
     "METHODS", "Measurements", "compare_to_oracle", "measure", "measure_cathode", "measure_oracle",
-    "measure_paws", "measure_ranode",
+    "measure_paws", "measure_paws_closure", "measure_ranode", "closure_corrected", "closure_injection",
     "ranode_inputs", "realisation_keys", "summarize_measurements",
 ]  # fmt: skip
 
@@ -90,6 +93,7 @@ from gbijax.inference._paws import (  # noqa: E402
     ParametricSample,
     PawsBootstrap,
     PawsClassifier,
+    PawsClosure,
     PawsConfig,
     PawsFit,
     StartFits,
@@ -111,6 +115,7 @@ from gbijax.inference._paws import (  # noqa: E402
     parametric_inputs,
     parametric_logit,
     parametric_training_set,
+    paws_closure,
     paws_landscape,
     paws_log_likelihood,
     pooled_kappa_log_weights,
@@ -124,7 +129,7 @@ from gbijax.inference._paws import (  # noqa: E402
 
 __all__ += [
     "ClassifierRatio", "GlobalSignificance", "KappaSample", "Landscape", "LogRatioFn", "ParametricSample",
-    "PawsBootstrap",
+    "PawsBootstrap", "PawsClosure", "paws_closure",
     "PawsConfig", "PawsFit", "StartFits", "ToyRatioData", "bootstrap_paws", "classifier_log_ratio",
     "fit_paws", "fit_starts", "global_p_value", "global_significance", "kappa_from_background",
     "kappa_from_counts", "landscape_intervals", "landscape_region", "mass_grid_points", "mixing_fractions",
