@@ -220,6 +220,7 @@ def test_paws_drivers_quick(tmp_path):
     assert closure["events"] == [20_000, 5_000] and abs(closure["mu_scale"]["median"] - 1) < 0.05
     assert abs(closure["m_x_offset_gev"]["median"]) < 4 and abs(closure["m_y_offset_gev"]["median"]) < 2
     assert closure["summary"]["n"] == 1 and "mass_contour_coverage68" in closure
+    assert all(abs(closure["interval_scale"][k]["median"] - 1) < 0.15 for k in ("mu", "m_x", "m_y"))
     scaled = res["summary"]["mu_hat"]["median"] / closure["mu_scale"]["median"]  # one pseudo-experiment
     assert closure["summary"]["mu_hat"]["median"] == pytest.approx(scaled, rel=1e-4)
     relu = ["--method", "paws", "--mu", "0.1", "--pseudo", "1", "--quick", "--paws-activation", "relu"]

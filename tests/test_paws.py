@@ -401,7 +401,7 @@ def test_read_lhco_parametric_signal(tmp_path, pandas_fixed_writer):
         read_lhco_parametric_signal(missing)
 
 
-def _quadrature_asimov(masses, n_b=200, n_s=100):
+def _quadrature_asimov(masses, n_b=200, n_s=100, width=NARROW):
     """Background and narrow signal at ``masses`` as midpoint-rule nodes: an Asimov sample without noise.
 
     The signal's nodes are normal quantiles rescaled to unit variance (the midpoints alone miss the tails).
@@ -409,7 +409,7 @@ def _quadrature_asimov(masses, n_b=200, n_s=100):
     u_b, u_s = (jnp.arange(n_b) + 0.5) / n_b, ndtri((jnp.arange(n_s) + 0.5) / n_s)
     u_s = u_s / jnp.sqrt(jnp.mean(u_s**2))
     grid = lambda a: jnp.stack(jnp.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
-    return jnp.concatenate([grid(u_b), masses + NARROW * grid(u_s)]), n_b * n_b
+    return jnp.concatenate([grid(u_b), masses + width * grid(u_s)]), n_b * n_b
 
 
 @pytest.mark.slow  # compilation takes several seconds
@@ -442,6 +442,7 @@ def test_closure_corrects_a_biased_ratio_to_the_exact_fit(x64):
         np.testing.assert_allclose(getattr(corrected, field), getattr(exact, field), rtol=5e-3, atol=1e-4)
     np.testing.assert_allclose(corrected.q_masses_true, exact.q_masses_true, atol=0.05)
     np.testing.assert_array_equal(corrected.z, measured.z)
+    np.testing.assert_allclose(closure.variance_scale, 1.0, atol=0.02)  # a reparametrised exact ratio
     alone = paws_closure(biased, asimov[1], injected[1], mixture_asimov_weights(n_b, asimov.shape[1] - n_b,
                          injected[1, 0], 4000), config=config)  # fmt: skip
     np.testing.assert_allclose(alone.fitted, closure.fitted[1], rtol=1e-6)  # vmapped: other summation order
@@ -449,3 +450,24 @@ def test_closure_corrects_a_biased_ratio_to_the_exact_fit(x64):
         paws_closure(biased, asimov[1], injected[1, 1:], config=config)
     with pytest.raises(ValueError, match="outside"):
         paws_closure(biased, asimov[1], jnp.array([0.1, 0.9, 0.2]), config=config)
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_closure_sandwich_predicts_the_mass_scatter_of_a_misspecified_ratio(x64):
+    """The ratio assumes a signal width of 0.03 where the data's is 0.05: the fit's own curvature
+    understates how much the fitted masses scatter over 300 pseudo-experiments; the closure's
+    sandwich covariance, from one noise-free Asimov sample, predicts it."""
+    width, keys = 0.05, jax.random.split(jax.random.key(5), 300)
+    x = jax.vmap(lambda k: _gauss_data(k, 4000, 400, widths=(width,)))(keys)
+    config = GAUSS._replace(ordered=True, n_profile=0)
+    fits = measure_paws(keys, x, jnp.ones(x.shape[:2]), narrow, config, batch_size=50)
+    asimov, n_b = _quadrature_asimov(jnp.asarray(TRUTH), width=width)
+    weight = mixture_asimov_weights(n_b, asimov.shape[0] - n_b, 0.1, 4000)
+    closure = paws_closure(narrow, asimov, jnp.array([0.1, *TRUTH]), weight, config=config)
+    np.testing.assert_allclose(closure.mass_offset, 0.0, atol=1e-6)  # symmetric: the location is right
+    for k, field in ((1, "m_x"), (2, "m_y")):
+        scatter = float(np.std(np.asarray(getattr(fits, field))))  # +- 4% from 300 pseudo-experiments
+        assert abs(float(jnp.sqrt(closure.sandwich[k, k])) / scatter - 1) < 0.12, (field, scatter)
+        assert float(jnp.sqrt(closure.covariance[k, k])) / scatter < 0.8  # the curvature alone: too narrow
+    np.testing.assert_allclose(closure.mass_contour_scale, jnp.sqrt(jnp.prod(closure.variance_scale[1:])),
+                               rtol=1e-6)  # uncorrelated masses  # fmt: skip

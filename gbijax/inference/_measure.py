@@ -237,20 +237,30 @@ def measure_paws(
 
 
 def closure_corrected(m: Measurements, closure: PawsClosure) -> Measurements:
-    """PAWS measurements moved by their closure test: ``mu`` scaled, masses shifted.
+    """PAWS measurements calibrated by their closure test: ``mu`` scaled, masses shifted, intervals resized.
 
-    ``mu_hat``, ``lo68 ... hi95`` are divided by ``closure.mu_scale`` (a non-positive scale gives
-    NaN); ``m_x``, ``m_y`` and their intervals have ``closure.mass_offset`` subtracted. ``q0``,
-    ``z`` (a test of ``mu = 0``, which a rescaling of ``mu`` leaves alone) and ``q_masses_true``
-    are kept: the moved contour's ``q`` of the truth needs the data
+    With ``s = closure.mu_scale``, ``d = closure.mass_offset`` and ``c = closure.variance_scale``:
+    ``mu_hat -> mu_hat / s`` and each mass ``m_hat -> m_hat - d``; every interval keeps its
+    (asymmetric) shape about the moved estimate, each side scaled by ``sqrt(c)`` (and by ``1 / s``
+    for ``mu``): ``lo -> hat' - sqrt(c) (hat - lo) / s``. A non-positive ``s`` gives NaN. ``q0``
+    and ``z`` (a test of ``mu = 0``, which a rescaling of ``mu`` leaves alone) and
+    ``q_masses_true`` are kept: the moved contour's ``q`` of the truth needs the data
     (:func:`measure_paws_closure` evaluates it).
     """
     scale = jnp.where(closure.mu_scale > 0, closure.mu_scale, jnp.nan)
-    dx, dy = closure.mass_offset[..., 0], closure.mass_offset[..., 1]
+    widen = jnp.sqrt(closure.variance_scale)
     f32 = lambda v: jnp.asarray(v, jnp.float32)
-    return m._replace(**{k: f32(getattr(m, k) / scale) for k in ("mu_hat", "lo68", "hi68", "lo95", "hi95")},
-                      **{k: f32(getattr(m, k) - dx) for k in ("m_x", "m_x_lo68", "m_x_hi68")},
-                      **{k: f32(getattr(m, k) - dy) for k in ("m_y", "m_y_lo68", "m_y_hi68")})  # fmt: skip
+
+    def move(hat, ends, shift, stretch):
+        new = (hat - shift[0]) / shift[1]
+        return [f32(new)] + [f32(new + stretch * (end - hat) / shift[1]) for end in ends]
+
+    mu = move(m.mu_hat, (m.lo68, m.hi68, m.lo95, m.hi95), (0.0, scale), widen[..., 0])
+    m_x = move(m.m_x, (m.m_x_lo68, m.m_x_hi68), (closure.mass_offset[..., 0], 1.0), widen[..., 1])
+    m_y = move(m.m_y, (m.m_y_lo68, m.m_y_hi68), (closure.mass_offset[..., 1], 1.0), widen[..., 2])
+    fields = ("mu_hat", "lo68", "hi68", "lo95", "hi95", "m_x", "m_x_lo68", "m_x_hi68", "m_y", "m_y_lo68",
+              "m_y_hi68")  # fmt: skip
+    return m._replace(**dict(zip(fields, mu + m_x + m_y, strict=True)))
 
 
 def closure_injection(m: Measurements) -> jax.Array:
@@ -283,9 +293,10 @@ def measure_paws_closure(
     events (in GBI: generator samples) followed by signal simulated at its fitted masses
     (:func:`closure_injection`), weighted into the Asimov data set of ``sum(weight[r])`` events
     at ``mu_inj`` (:func:`gbijax.inference.mixture_asimov_weights`) and fitted from the injected
-    point (:func:`gbijax.inference.paws_closure`). The measurements are then moved by the result
-    (:func:`closure_corrected`), and with ``true_masses`` the truth's ``-2 Delta l`` is taken
-    against the moved contour: ``q(truth + offset)``, the offset point clipped to the mass box.
+    point (:func:`gbijax.inference.paws_closure`). The measurements are then calibrated by the
+    result (:func:`closure_corrected`), and with ``true_masses`` the truth's ``-2 Delta l`` is
+    taken against the moved and resized contour: ``q(truth + offset) / mass_contour_scale``, the
+    offset point clipped to the mass box.
 
     Args:
         measured: :func:`measure_paws`'s ``(R,)`` measurements of ``data``.
@@ -306,20 +317,21 @@ def measure_paws_closure(
     def one(d, w, a, inj, q_true):
         n_signal = jax.tree.leaves(a)[0].shape[0] - n_background
         a_weight = mixture_asimov_weights(n_background, n_signal, inj[0], jnp.sum(w))
-        fitted = _closure_core((log_ratio_fn,), (a,), a_weight.astype(inj.dtype), inj, closure_config)
+        closure = PawsClosure(inj, *_closure_core((log_ratio_fn,), (a,), a_weight.astype(inj.dtype), inj,
+                                                  closure_config))  # fmt: skip
         if true_masses is None:
-            return fitted, q_true
+            return closure, q_true
         truth = jnp.asarray(true_masses, inj.dtype)
-        moved = jnp.clip(truth + fitted[1:3] - inj[1:3], m_lo, m_hi)
+        moved = jnp.clip(truth + closure.mass_offset, m_lo, m_hi)
         at = lambda t: _landscape((log_ratio_fn,), (d,), w, t[:1], t[1:], jnp.zeros(0, t.dtype), mu_lo, mu_hi,
                                   1, config.n_iter).log_likelihood[0, 0]  # fmt: skip
-        return fitted, jnp.maximum(q_true + 2.0 * (at(truth) - at(moved)), 0.0)
+        q_moved = jnp.maximum(q_true + 2.0 * (at(truth) - at(moved)), 0.0)
+        return closure, q_moved / closure.mass_contour_scale
 
     q_true = measured.q_masses_true
     q_true = jnp.full(injected.shape[:1], jnp.nan) if q_true is None else jnp.asarray(q_true, injected.dtype)
-    fitted, q_moved = jax.vmap(one, in_axes=(data_axes, 0, asimov_axes, 0, 0))(
+    closure, q_moved = jax.vmap(one, in_axes=(data_axes, 0, asimov_axes, 0, 0))(
         data, weight, asimov_data, injected, q_true)
-    closure = PawsClosure(injected, fitted)
     corrected = closure_corrected(measured, closure)
     return corrected._replace(q_masses_true=jnp.asarray(q_moved, jnp.float32)), closure
 

@@ -1221,10 +1221,18 @@ class PawsClosure(NamedTuple):
     Attributes:
         injected: ``(..., P)`` the injected ``(mu, m_x, m_y, alpha...)``.
         fitted: ``(..., P)`` the Asimov fit of the injected data set (:func:`paws_closure`).
+        covariance: ``(..., P, P)`` the model's covariance there, ``I^-1`` (the inverse of the
+            Fisher information ``I = -d^2 l / dp^2``): what the fit's own intervals assume.
+        sandwich: ``(..., P, P)`` the estimator's actual covariance when the learned ratio is not
+            the true one, ``I^-1 J I^-1`` with ``J = sum_i w_i s_i s_i^T`` the spread of the per-event
+            scores ``s_i = d l_i / dp`` under the injected distribution (equal to ``I^-1`` for an
+            exact ratio).
     """
 
     injected: jax.Array
     fitted: jax.Array
+    covariance: jax.Array
+    sandwich: jax.Array
 
     @property
     def mu_scale(self) -> jax.Array:
@@ -1236,6 +1244,23 @@ class PawsClosure(NamedTuple):
         """``(..., 2)`` fitted minus injected ``(m_x, m_y)`` (TeV): the ratio's mass bias."""
         return self.fitted[..., 1:3] - self.injected[..., 1:3]
 
+    @property
+    def variance_scale(self) -> jax.Array:
+        """``(..., P)`` sandwich over model variance, per parameter (1 when calibrated).
+
+        Its square root is how much wider than the fit's own intervals the estimator scatters."""
+        diag = lambda c: jnp.diagonal(c, axis1=-2, axis2=-1)
+        return diag(self.sandwich) / diag(self.covariance)
+
+    @property
+    def mass_contour_scale(self) -> jax.Array:
+        """``sqrt(det S_m / det C_m)`` of the ``(m_x, m_y)`` blocks of sandwich and model covariance.
+
+        ``-2 Delta l`` of the masses divided by it follows the 2-D Wilks thresholds again (> 1
+        where the masses scatter more than the likelihood's curvature says)."""
+        det = lambda c: jnp.linalg.det(c[..., 1:3, 1:3])
+        return jnp.sqrt(det(self.sandwich) / det(self.covariance))
+
 
 def _closure_config(config: PawsConfig, polish_steps: int) -> PawsConfig:
     """One start, no landscape, no profiles: Levenberg-Marquardt from the injected point only."""
@@ -1243,9 +1268,17 @@ def _closure_config(config: PawsConfig, polish_steps: int) -> PawsConfig:
 
 
 @partial(jax.jit, static_argnames=("fns", "config"))
-def _closure_core(fns, datas, weight, injected, config: PawsConfig) -> jax.Array:
+def _closure_core(fns, datas, weight, injected, config: PawsConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(fitted, I^-1, I^-1 J I^-1)`` of the Asimov fit from ``injected`` (see :class:`PawsClosure`)."""
     fit = _fit_core(fns, datas, weight, jax.random.key(0), injected[None, 1:], config)
-    return fit.vector
+    p = fit.vector
+    ordered = _mass_ordered(fns, config)
+    per_event = lambda q: jax.vmap(lambda r: mixture_log_likelihood(q[0], r[None]))(
+        _log_lambda(ordered, datas, q[1:3], q[3:]))
+    scores = jax.jacfwd(per_event)(p)  # (N, P): P forward passes
+    w = jnp.ones(scores.shape[0], p.dtype) if weight is None else jnp.asarray(weight, p.dtype)
+    spread = jnp.einsum("n,ni,nj->ij", w, scores, scores)
+    return p, fit.covariance, fit.covariance @ spread @ fit.covariance
 
 
 def paws_closure(
@@ -1262,11 +1295,15 @@ def paws_closure(
 
         ``m_corrected = m_hat - (g_m(theta_hat) - m_hat)``,  ``mu_corrected = mu_hat / (g_mu / mu_inj)``
 
-    (the same shift and scale move the intervals and contours; see
-    :func:`gbijax.inference.measure_paws_closure`), which needs no truth: only the generator and
-    the signal simulation. The fit is Levenberg-Marquardt in all parameters from the injected
-    point (``polish_steps`` steps, no random starts or landscape): cheap, and vmap-able over
-    data sets through its data and ``injected``.
+    (the same shift and scale move the intervals and contours), which needs no truth: only the
+    generator and the signal simulation. The same data set gives the interval sizes: a learned
+    ratio is a misspecified model, whose estimator scatters with the sandwich covariance
+    ``I^-1 J I^-1`` rather than the ``I^-1`` its likelihood curvature assumes, so the intervals
+    widen by ``sqrt(variance_scale)`` and ``-2 Delta l`` of the masses shrinks by
+    ``mass_contour_scale`` (:func:`gbijax.inference.closure_corrected`,
+    :func:`gbijax.inference.measure_paws_closure`). The fit is Levenberg-Marquardt in all
+    parameters from the injected point (``polish_steps`` steps, no random starts or landscape):
+    cheap, and vmap-able over data sets through its data and ``injected``.
 
     Args:
         log_ratio_fn, data: the ratio model(s) and the data of the injected sample (see
@@ -1278,7 +1315,9 @@ def paws_closure(
         polish_steps: Levenberg-Marquardt steps (it stops earlier once converged).
 
     Returns:
-        :class:`PawsClosure` with ``mu_scale`` and ``mass_offset``.
+        :class:`PawsClosure` with ``mu_scale``, ``mass_offset`` and, from the sandwich
+        covariance of the misspecified model (the learned ratio is not the true one), the
+        ``variance_scale`` that the intervals need and the contours' ``mass_contour_scale``.
 
     Raises:
         ValueError: ``injected`` of the wrong length or with masses outside the trained range.
@@ -1290,7 +1329,7 @@ def paws_closure(
                          f"({2 + len(fns)},); got {injected.shape}")  # fmt: skip
     _validate_starts(injected[None, 1:], len(fns), config)
     fitted = _closure_core(fns, datas, weight, injected, _closure_config(config, polish_steps))
-    return PawsClosure(injected, fitted)
+    return PawsClosure(injected, *fitted)
 
 
 # --------------------------------------------------------------------------------------------
