@@ -572,7 +572,8 @@ class ClassifierRatio(NamedTuple):
     a trained classifier 0.5-0.9 where the background events alone gave 23-38. A ten times larger
     pool (200,000 background events, 1,000 signal events per point) left the trained classifier's
     0.5-0.6 as it was: that part is the classifier's own error in its mass dependence (an Asimov
-    fit, :func:`gbijax.inference.mixture_asimov_weights`, measures it).
+    fit, :func:`gbijax.inference.mixture_asimov_weights`, measures it, and the closure test at a
+    fit's own point, :func:`paws_closure`, corrects for it).
     """
 
     x: jax.Array
