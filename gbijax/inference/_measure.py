@@ -21,6 +21,8 @@ what a study reports: the median and 16/84% (2.5/97.5%) quantiles of ``mu_hat``,
 ends, median ``Z``, the coverage of the true ``mu`` by the intervals with binomial errors, the
 bias, and the no-false-signal fractions (METHODS.md, section 5c). :func:`compare_to_oracle`
 gives the width and significance ratios to the oracle on the same pseudo-experiments.
+:func:`measure_paws_closure` calibrates PAWS measurements by their closure tests (bias, scale and
+interval sizes at each fitted point, from generator background and simulated signal).
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ from gbijax.inference._paws import (
 from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode
 from gbijax.inference._stats import CL68, CL95, discovery, mixture_asimov_weights, wilks_threshold
 
-__all__ = ["METHODS", "Measurements", "compare_to_oracle", "measure", "measure_cathode", "measure_oracle",
-           "measure_paws", "measure_ranode", "ranode_inputs", "realisation_keys",
+__all__ = ["METHODS", "Measurements", "closure_corrected", "closure_injection", "compare_to_oracle",
+           "measure", "measure_cathode", "measure_oracle", "measure_paws", "measure_paws_closure",
+           "measure_ranode", "ranode_inputs", "realisation_keys",
            "summarize_measurements"]  # fmt: skip
 
 METHODS = ("oracle", "ranode", "paws", "cathode")

@@ -37,7 +37,10 @@ or :func:`toy_log_ratio` (the exact toy ratio, a perfect classifier). The pieces
 - uncertainties and significance: :func:`bootstrap_paws` (Poisson weights), the look-elsewhere
   effect of the mass scan: :func:`scan_q0` (the largest local ``q0`` over mass hypotheses),
   :func:`null_scan_q0` (its distribution on background-only toys), :func:`global_p_value` and
-  :func:`global_significance` (all three at once).
+  :func:`global_significance` (all three at once);
+- calibration of a learned ratio: :func:`paws_closure`, the closure test at a fit's own point
+  (generator background plus signal simulated there, the Asimov fit: its bias, ``mu`` scale and,
+  from the sandwich covariance, the sizes its intervals need).
 
 Masses outside the trained grid range raise a ``ValueError`` wherever they are requested (starts,
 fixed-mass evaluations, landscape grids); inside fits the masses are bounded to that range.
