@@ -443,6 +443,9 @@ def test_closure_corrects_a_biased_ratio_to_the_exact_fit(x64):
     np.testing.assert_allclose(corrected.q_masses_true, exact.q_masses_true, atol=0.05)
     np.testing.assert_array_equal(corrected.z, measured.z)
     np.testing.assert_allclose(closure.variance_scale, 1.0, atol=0.02)  # a reparametrised exact ratio
+    unknown, again = measure_paws_closure(measured, x, weight, asimov, n_b, biased, config)  # no truth
+    np.testing.assert_array_equal(again.fitted, closure.fitted)
+    assert np.all(np.isnan(unknown.q_masses_true)) and np.allclose(unknown.m_x, corrected.m_x)
     alone = paws_closure(biased, asimov[1], injected[1], mixture_asimov_weights(n_b, asimov.shape[1] - n_b,
                          injected[1, 0], 4000), config=config)  # fmt: skip
     np.testing.assert_allclose(alone.fitted, closure.fitted[1], rtol=1e-6)  # vmapped: other summation order

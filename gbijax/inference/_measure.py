@@ -307,7 +307,7 @@ def measure_paws_closure(
         asimov_data: the ratio data of the ``(R, N_A, D)`` closure samples, realisation axis where
             ``asimov_axes`` says.
         n_background: background events at the start of every closure sample (static).
-        true_masses: ``(m_X, m_Y)`` (static) for ``q_masses_true``.
+        true_masses: ``(m_X, m_Y)`` (static) for ``q_masses_true`` (NaN without them).
         polish_steps: Levenberg-Marquardt steps of each closure fit.
 
     Returns:
@@ -322,8 +322,8 @@ def measure_paws_closure(
         a_weight = mixture_asimov_weights(n_background, n_signal, inj[0], jnp.sum(w))
         closure = PawsClosure(inj, *_closure_core((log_ratio_fn,), (a,), a_weight.astype(inj.dtype), inj,
                                                   closure_config))  # fmt: skip
-        if true_masses is None:
-            return closure, q_true
+        if true_masses is None:  # the measured q belongs to the uncorrected contour
+            return closure, jnp.full_like(q_true, jnp.nan)
         truth = jnp.asarray(true_masses, inj.dtype)
         moved = jnp.clip(truth + closure.mass_offset, m_lo, m_hi)
         at = lambda t: _landscape((log_ratio_fn,), (d,), w, t[:1], t[1:], jnp.zeros(0, t.dtype), mu_lo, mu_hi,
