@@ -29,7 +29,6 @@ on independent toy pseudo-experiments.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from typing import NamedTuple
 
@@ -50,7 +49,6 @@ from gbijax.inference import (
     ClassifierRatio,
     GridSpline,
     KappaSample,
-    LogRatioFn,
     Measurements,
     PawsClassifier,
     PawsConfig,
@@ -60,7 +58,7 @@ from gbijax.inference import (
     realisation_keys,
     signal_coordinates,
     summarize_measurements,
-    toy_log_ratio,
+    toy_log_ratio_fn,
     toy_ratio_data,
     toy_signal_grid,
     train_toy_paws,
@@ -249,14 +247,14 @@ class PawsSetup(NamedTuple):
     def ratio(self, x: np.ndarray, region) -> tuple:
         """``(log_ratio_fn, data)`` of events ``x``: the classifier's, or the exact toy ratio."""
         if self.classifier is None:
-            return exact_toy_ratio(tuple(region)), toy_ratio_data(x, region)
+            return toy_log_ratio_fn(region), toy_ratio_data(x, region)
         return self.classifier.log_ratio_fn, self.classifier.ratio_data(x, self.kappa_background)
 
     def batched_ratio(self, x: np.ndarray, region) -> tuple:
         """``(log_ratio_fn, data, axes)`` of ``(R, N, 5)`` events, ``axes`` the data's ``vmap`` axes."""
         if self.classifier is None:
             data = jax.vmap(lambda xx: toy_ratio_data(xx, region))(jnp.asarray(x))
-            return exact_toy_ratio(tuple(region)), data, 0
+            return toy_log_ratio_fn(region), data, 0
         return (self.classifier.log_ratio_fn, self.classifier.ratio_data(x, self.kappa_background),
                 ClassifierRatio(0, None, None, None))  # fmt: skip
 
@@ -272,12 +270,6 @@ class PawsSetup(NamedTuple):
             fn, data, axes = self.batched_ratio(x, None)
             kwargs.update(log_ratio_fn=fn, ratio_data=data, ratio_axes=axes)
         return kwargs
-
-
-@functools.cache
-def exact_toy_ratio(region: tuple) -> LogRatioFn:
-    """The exact toy ratio on ``region``, one function object per region (jitted fits compile once)."""
-    return functools.partial(toy_log_ratio, region=region)
 
 
 def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> PawsSetup:

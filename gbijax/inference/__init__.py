@@ -121,6 +121,7 @@ from gbijax.inference._paws import (  # noqa: E402
     pooled_kappa_log_weights,
     scan_q0,
     toy_log_ratio,
+    toy_log_ratio_fn,
     toy_ratio_data,
     toy_signal_grid,
     train_parametric_classifier,
@@ -135,6 +136,6 @@ __all__ += [
     "kappa_from_counts", "landscape_intervals", "landscape_region", "mass_grid_points", "mixing_fractions",
     "mu_alpha_landscape", "null_scan_q0", "parametric_inputs", "parametric_logit", "parametric_training_set",
     "paws_landscape", "paws_log_likelihood", "pooled_kappa_log_weights", "scan_q0", "toy_log_ratio",
-    "toy_ratio_data", "toy_signal_grid",
+    "toy_log_ratio_fn", "toy_ratio_data", "toy_signal_grid",
     "train_parametric_classifier", "train_toy_paws", "PawsClassifier", "REFERENCE_PAWS_GRID", "TOY_PAWS_GRID",
 ]  # fmt: skip

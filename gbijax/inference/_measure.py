@@ -47,7 +47,7 @@ from gbijax.inference._paws import (
     _fit_core,
     _landscape,
     global_p_value,
-    toy_log_ratio,
+    toy_log_ratio_fn,
     toy_ratio_data,
 )
 from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode
@@ -339,12 +339,6 @@ def measure_paws_closure(
     return corrected._replace(q_masses_true=jnp.asarray(q_moved, jnp.float32)), closure
 
 
-@functools.cache
-def _exact_toy_ratio(region: tuple[float, float]):
-    """One function object per region, so jitted measurements compile once."""
-    return functools.partial(toy_log_ratio, region=region)
-
-
 def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessing | None = None,
             weight=None, config: RanodeConfig = RanodeConfig(), batch_size: int | None = None,
             signal: toy.SignalParams = toy.DEFAULT_SIGNAL, region=DEFAULT_SR, is_toy: bool = True,
@@ -401,7 +395,7 @@ def measure(method: str, key: jax.Array, x, *, log_pb=None, coords: Preprocessin
             if not is_toy:
                 raise ValueError("the exact PAWS ratio exists only on the analytic toy: pass a classifier")
             lo, hi = float(region[0]), float(region[1])
-            log_ratio_fn = _exact_toy_ratio((lo, hi))
+            log_ratio_fn = toy_log_ratio_fn((lo, hi))
             ratio_data, ratio_axes = jax.vmap(lambda xx: toy_ratio_data(xx, (lo, hi)))(x), 0
         truth = (float(signal.m_x), float(signal.m_y)) if is_toy else None
         return measure_paws(keys, ratio_data, weight, log_ratio_fn, paws_config, ratio_axes, batch_size,

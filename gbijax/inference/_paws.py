@@ -94,7 +94,7 @@ __all__ = [
     "landscape_region", "mass_grid_points", "mixing_fractions", "mu_alpha_landscape", "null_scan_q0",
     "parametric_inputs", "parametric_logit", "parametric_training_set", "paws_landscape",
     "paws_closure", "paws_log_likelihood", "pooled_kappa_log_weights", "scan_q0", "toy_log_ratio",
-    "toy_ratio_data",
+    "toy_log_ratio_fn", "toy_ratio_data",
     "toy_signal_grid", "train_parametric_classifier", "train_toy_paws", "PawsClassifier",
     "REFERENCE_PAWS_GRID", "TOY_PAWS_GRID",
 ]  # fmt: skip
@@ -636,6 +636,21 @@ def toy_log_ratio(data: ArrayLike | ToyRatioData, theta: ArrayLike, region=DEFAU
     log_s = toy.signal_log_prob(data.x, toy.SignalParams(theta[0], theta[1]), region)
     ok = jnp.isfinite(data.log_b) & jnp.isfinite(log_s)
     return jnp.where(ok, jnp.where(ok, log_s, 0.0) - jnp.where(ok, data.log_b, 0.0), 0.0)
+
+
+def toy_log_ratio_fn(region=DEFAULT_SR) -> LogRatioFn:
+    """:func:`toy_log_ratio` on ``region`` as a :data:`LogRatioFn`, one function object per region.
+
+    The fits take the ratio function as a static argument, so the same object lets repeated calls
+    (chunks of pseudo-experiments, closure tests) reuse one compilation.
+    """
+    lo, hi = region
+    return _toy_log_ratio_fn((float(lo), float(hi)))
+
+
+@functools.cache
+def _toy_log_ratio_fn(region: tuple[float, float]) -> LogRatioFn:
+    return partial(toy_log_ratio, region=region)
 
 
 # --------------------------------------------------------------------------------------------
