@@ -39,6 +39,7 @@ from gbijax.data._sources import parse_source, parse_toy_options
 from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment
 from gbijax.inference import (
     Measurements,
+    PawsClosure,
     closure_injection,
     compare_to_oracle,
     fit_paws,
@@ -128,20 +129,20 @@ def asimov_check(paws, key, n_background: int, mu: float, n: int, signal, region
 
 
 def closure_in_chunks(out: ResultsDir, paws, step_config: dict, key, x, measured, n_background: int, region,
-                      chunk: int, truth) -> tuple[Measurements, np.ndarray, np.ndarray]:  # fmt: skip
+                      chunk: int, truth) -> tuple[Measurements, PawsClosure]:  # fmt: skip
     """Every pseudo-experiment corrected by its closure test, ``chunk`` at a time, each a resumable step.
 
     One background pool of ``n_background`` toy events (in GBI: generator samples) serves every
     closure data set; each adds ``n_background // 4`` signal events simulated at its own fitted
-    masses (:func:`gbijax.inference.measure_paws_closure`). Returns the corrected measurements, the
-    ``(R, 3)`` closure fits ``(mu, m_x, m_y)`` and ``(R, 4)`` their variance scales and mass-contour
-    scale.
+    masses (:func:`gbijax.inference.measure_paws_closure`). Returns the corrected measurements and
+    the ``(R,)`` closure tests.
     """
     k_b, k_s = jax.random.split(key)
     background = toy.background_sample(k_b, n_background, region=region)
     n_signal, n = max(n_background // 4, 1), x.shape[0]
     zeros = lambda *shape: jnp.zeros((chunk, *shape), jnp.float32)
-    template = lambda: (Measurements(*(zeros() for _ in Measurements._fields)), zeros(3), zeros(4))
+    template = lambda: (Measurements(*(zeros() for _ in Measurements._fields)),
+                        PawsClosure(zeros(3), zeros(3), zeros(3, 3), zeros(3, 3)))
     parts = []
     for start in progress(range(0, n, chunk), "closure", total=-(-n // chunk)):
         idx = np.arange(start, start + chunk) % n
@@ -157,30 +158,27 @@ def closure_in_chunks(out: ResultsDir, paws, step_config: dict, key, x, measured
             ones = jnp.ones(x[idx].shape[:2])
             corrected, closure = measure_paws_closure(rows, data, ones, asimov, n_background, fn, paws.config,
                                                       axes, axes, truth)  # fmt: skip
-            scales = jnp.concatenate([closure.variance_scale, closure.mass_contour_scale[:, None]], 1)
-            return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (corrected, closure.fitted, scales))
+            return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (corrected, closure))
 
         config = {**step_config, "closure_events": [n_background, n_signal], "start": start, "chunk": chunk}
         parts.append(out.step(f"paws_closure_{start:05d}", config, compute, template))
     join = lambda *a: np.concatenate([np.asarray(b) for b in a])[:n]
-    return (jax.tree.map(join, *[p[0] for p in parts]), join(*[p[1] for p in parts]),
-            join(*[p[2] for p in parts]))
+    return jax.tree.map(join, *parts)
 
 
-def closure_summary(corrected: Measurements, fitted: np.ndarray, scales: np.ndarray, measured: Measurements,
-                    mu: float, oracle: Measurements, events: tuple[int, int]) -> dict:  # fmt: skip
-    """``paws_closure`` of results.json: the corrected measurements' summary and the closure fits' spread."""
-    injected = np.asarray(closure_injection(measured))
-    gev = lambda k: 1e3 * (fitted[:, k] - injected[:, k])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = fitted[:, 0] / injected[:, 0]
+def closure_summary(corrected: Measurements, closure: PawsClosure, mu: float, oracle: Measurements,
+                    events: tuple[int, int]) -> dict:  # fmt: skip
+    """``paws_closure`` of results.json: the corrected measurements' summary and the closure tests' spread."""
+    offset_gev = 1e3 * np.asarray(closure.mass_offset)
     summary = summarize_measurements(corrected, mu)
     spread = lambda v: {"median": float(np.nanmedian(v)), "p16": float(np.nanquantile(v, 0.16)),
                         "p84": float(np.nanquantile(v, 0.84))}  # fmt: skip
-    return {"events": list(events), "mu_scale": spread(scale), "m_x_offset_gev": spread(gev(1)),
-            "m_y_offset_gev": spread(gev(2)), "summary": summary,
-            "interval_scale": {k: spread(np.sqrt(scales[:, i])) for i, k in enumerate(("mu", "m_x", "m_y"))},
-            "mass_contour_scale": spread(scales[:, 3]),
+    widen = np.sqrt(np.asarray(closure.variance_scale))
+    return {"events": list(events), "mu_scale": spread(np.asarray(closure.mu_scale)),
+            "m_x_offset_gev": spread(offset_gev[:, 0]), "m_y_offset_gev": spread(offset_gev[:, 1]),
+            "summary": summary,
+            "interval_scale": {k: spread(widen[:, i]) for i, k in enumerate(("mu", "m_x", "m_y"))},
+            "mass_contour_scale": spread(np.asarray(closure.mass_contour_scale)),
             "ratio_to_oracle": compare_to_oracle(corrected, oracle),
             **{k: summary.get(k) for k in ("coverage68", "coverage95", "relative_bias",
                                            "mass_contour_coverage68", "mass_contour_coverage95")}}
@@ -253,11 +251,10 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     if paws is not None and args.paws_closure > 0:
         n_closure = min(args.paws_closure, 20_000) if args.quick else args.paws_closure
         chunk = args.vmap_realisations or min(n_pseudo, 8)
-        corrected, fitted, scales = closure_in_chunks(out, paws, paws_step, jax.random.fold_in(k_ref, 3), x,
+        corrected, tests = closure_in_chunks(out, paws, paws_step, jax.random.fold_in(k_ref, 3), x,
                                               measured["paws"], n_closure, region, chunk, tuple(signal))
         measured["paws_closure"] = corrected
-        closure = closure_summary(corrected, fitted, scales, measured["paws"], mu, oracle,
-                                  (n_closure, max(n_closure // 4, 1)))  # fmt: skip
+        closure = closure_summary(corrected, tests, mu, oracle, (n_closure, max(n_closure // 4, 1)))
         c = closure
         print(f"  closure-corrected PAWS: coverage68 {c['coverage68']:.3f}, coverage95 "
               f"{c['coverage95']:.3f}, relative bias {c['relative_bias']:+.3f}, (m_X, m_Y) contour coverage "
