@@ -14,6 +14,7 @@ from gbijax.data._readers import LHCO_FEATURE_COLUMNS
 from gbijax.inference import (
     ClassifierRatio,
     PawsClassifier,
+    PawsClosure,
     PawsConfig,
     bootstrap_paws,
     classifier_log_ratio,
@@ -474,3 +475,20 @@ def test_closure_sandwich_predicts_the_mass_scatter_of_a_misspecified_ratio(x64)
         assert float(jnp.sqrt(closure.covariance[k, k])) / scatter < 0.8  # the curvature alone: too narrow
     np.testing.assert_allclose(closure.mass_contour_scale, jnp.sqrt(jnp.prod(closure.variance_scale[1:])),
                                rtol=1e-6)  # uncorrelated masses  # fmt: skip
+
+
+def test_mass_contour_adjustment_turns_a_quadratic_q_into_the_sandwich_form():
+    """Where -2 Delta l is the model's quadratic form d^T C_m^-1 d, the adjusted one is d^T S_m^-1 d
+    (correlated, unequal blocks), for one closure and for a stack; at d = 0, 1 / mass_contour_scale."""
+    a, b = jax.random.normal(jax.random.key(0), (2, 4, 3, 3))
+    cov, sand = a @ a.mT + 0.5 * jnp.eye(3), b @ b.mT + 0.5 * jnp.eye(3)  # 4 random positive-definite pairs
+    closures = PawsClosure(jnp.zeros((4, 3)), jnp.zeros((4, 3)), cov, sand)
+    d = jax.random.normal(jax.random.key(1), (4, 2))
+    form = lambda c, v: v @ jnp.linalg.solve(c[1:3, 1:3], v)
+    q = jax.vmap(form)(cov, d)
+    adjusted = q * closures.mass_contour_adjustment(d)
+    np.testing.assert_allclose(adjusted, jax.vmap(form)(sand, d), rtol=1e-5)
+    one = PawsClosure(closures.injected[2], closures.fitted[2], cov[2], sand[2])
+    np.testing.assert_allclose(one.mass_contour_adjustment(d[2]), adjusted[2] / q[2], rtol=1e-6)
+    np.testing.assert_allclose(closures.mass_contour_adjustment(jnp.zeros((4, 2))),
+                               1 / closures.mass_contour_scale, rtol=1e-6)  # fmt: skip

@@ -298,7 +298,8 @@ def measure_paws_closure(
     at ``mu_inj`` (:func:`gbijax.inference.mixture_asimov_weights`) and fitted from the injected
     point (:func:`gbijax.inference.paws_closure`). The measurements are then calibrated by the
     result (:func:`closure_corrected`), and with ``true_masses`` the truth's ``-2 Delta l`` is
-    taken against the moved and resized contour: ``q(truth + offset) / mass_contour_scale``, the
+    taken against the moved and resized contour: ``q(truth + offset)`` times
+    :meth:`PawsClosure.mass_contour_adjustment` of its displacement from the fitted masses, the
     offset point clipped to the mass box.
 
     Args:
@@ -329,7 +330,7 @@ def measure_paws_closure(
         at = lambda t: _landscape((log_ratio_fn,), (d,), w, t[:1], t[1:], jnp.zeros(0, t.dtype), mu_lo, mu_hi,
                                   1, config.n_iter).log_likelihood[0, 0]  # fmt: skip
         q_moved = jnp.maximum(q_true + 2.0 * (at(truth) - at(moved)), 0.0)
-        return closure, q_moved / closure.mass_contour_scale
+        return closure, q_moved * closure.mass_contour_adjustment(moved - inj[1:3])
 
     q_true = measured.q_masses_true
     q_true = jnp.full(injected.shape[:1], jnp.nan) if q_true is None else jnp.asarray(q_true, injected.dtype)

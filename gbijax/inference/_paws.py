@@ -1280,6 +1280,34 @@ class PawsClosure(NamedTuple):
         det = lambda c: jnp.linalg.det(c[..., 1:3, 1:3])
         return jnp.sqrt(det(self.sandwich) / det(self.covariance))
 
+    def mass_contour_adjustment(self, displacement: jax.Array) -> jax.Array:
+        """The factor that calibrates ``-2 Delta l`` of the masses at ``displacement`` from the fit.
+
+        The vertical adjustment of a misspecified likelihood (Chandler and Bate, Biometrika 94, 2007):
+
+            q_adj(m) = q(m) * (d^T S_m^-1 d) / (d^T C_m^-1 d),   d = m - m_hat,
+
+        with ``S_m``, ``C_m`` the ``(m_x, m_y)`` blocks of sandwich and model covariance (``mu``
+        profiled). Where ``q`` is quadratic, ``q_adj = d^T S_m^-1 d`` follows the 2-D Wilks
+        thresholds in every direction; dividing by :attr:`mass_contour_scale` does so only when
+        ``S_m`` is a multiple of ``C_m``, which is the value it takes at ``d = 0``.
+
+        >>> c = PawsClosure(*jnp.zeros((2, 3)), jnp.eye(3), jnp.diag(jnp.array([1.0, 4.0, 1.0])))
+        >>> float(c.mass_contour_adjustment(jnp.array([0.1, 0.0])))  # m_x scatters 2x wider
+        0.25
+        >>> float(c.mass_contour_adjustment(jnp.array([0.0, 0.1])))
+        1.0
+
+        Args:
+            displacement: ``(..., 2)`` ``(m_x, m_y)`` minus the fitted masses (TeV).
+        """
+        d = jnp.asarray(displacement, self.covariance.dtype)
+        solve = lambda c: jnp.linalg.solve(c[..., 1:3, 1:3], d[..., None])[..., 0]
+        form = lambda c: jnp.sum(d * solve(c), axis=-1)
+        by_model, by_sandwich = form(self.covariance), form(self.sandwich)
+        return jnp.where(by_model > 0, by_sandwich / jnp.where(by_model > 0, by_model, 1.0),
+                         1.0 / self.mass_contour_scale)  # fmt: skip
+
 
 def _closure_config(config: PawsConfig, polish_steps: int) -> PawsConfig:
     """One start, no landscape, no profiles: Levenberg-Marquardt from the injected point only."""
@@ -1318,8 +1346,8 @@ def paws_closure(
     generator and the signal simulation. The same data set gives the interval sizes: a learned
     ratio is a misspecified model, whose estimator scatters with the sandwich covariance
     ``I^-1 J I^-1`` rather than the ``I^-1`` its likelihood curvature assumes, so the intervals
-    widen by ``sqrt(variance_scale)`` and ``-2 Delta l`` of the masses shrinks by
-    ``mass_contour_scale`` (:func:`gbijax.inference.closure_corrected`,
+    widen by ``sqrt(variance_scale)`` and ``-2 Delta l`` of the masses is rescaled in each direction
+    (:meth:`PawsClosure.mass_contour_adjustment`; :func:`gbijax.inference.closure_corrected`,
     :func:`gbijax.inference.measure_paws_closure`). The fit is Levenberg-Marquardt in all
     parameters from the injected point (``polish_steps`` steps, no random starts or landscape):
     cheap, and vmap-able over data sets through its data and ``injected``.
@@ -1336,7 +1364,7 @@ def paws_closure(
     Returns:
         :class:`PawsClosure` with ``mu_scale``, ``mass_offset`` and, from the sandwich
         covariance of the misspecified model (the learned ratio is not the true one), the
-        ``variance_scale`` that the intervals need and the contours' ``mass_contour_scale``.
+        ``variance_scale`` that the intervals need and the contours' ``mass_contour_adjustment``.
 
     Raises:
         ValueError: ``injected`` of the wrong length or with masses outside the trained range.
