@@ -36,17 +36,14 @@ import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
 from gbijax import plotting
 from gbijax.data import DEFAULT_SR, fit_preprocessing, toy
 from gbijax.data._sources import parse_source, parse_toy_options
-from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment
+from gbijax.experiment import ResultsDir, experiment_parser, run_experiment
 from gbijax.inference import (
     Measurements,
     PawsClosure,
-    closure_injection,
     compare_to_oracle,
     fit_paws,
-    measure_paws_closure,
     mixture_asimov_weights,
     paws_landscape,
-    realisation_keys,
     signal_coordinates,
     summarize_measurements,
 )
@@ -55,6 +52,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mu_scan import (  # noqa: E402
     add_paws_arguments,
     add_ranode_arguments,
+    closure_in_chunks,
+    closure_report,
+    describe_closure,
     measure_in_chunks,
     paws_kappa_events,
     paws_options,
@@ -90,10 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_ranode_arguments(parser)
     add_paws_arguments(parser)
-    parser.add_argument("--paws-closure", type=int, default=0,
-                        help="PAWS: also correct every pseudo-experiment by its closure test (this many "
-                             "background events plus a quarter as many signal events simulated at its fitted "
-                             "masses, weighted to its size at its mu and fitted again; 0: off)")
     parser.add_argument("--paws-asimov", type=int, default=0,
                         help="PAWS: also fit the Asimov data set (this many background events plus a quarter "
                              "as many signal events, weighted to --n-events at mu): the ratio's pseudo-true "
@@ -128,60 +124,11 @@ def asimov_check(paws, key, n_background: int, mu: float, n: int, signal, region
     return result
 
 
-def closure_in_chunks(out: ResultsDir, paws, step_config: dict, key, x, measured, n_background: int, region,
-                      chunk: int, truth) -> tuple[Measurements, PawsClosure]:  # fmt: skip
-    """Every pseudo-experiment corrected by its closure test, ``chunk`` at a time, each a resumable step.
-
-    One background pool of ``n_background`` toy events (in GBI: generator samples) serves every
-    closure data set; each adds ``n_background // 4`` signal events simulated at its own fitted
-    masses (:func:`gbijax.inference.measure_paws_closure`). Returns the corrected measurements and
-    the ``(R,)`` closure tests.
-    """
-    k_b, k_s = jax.random.split(key)
-    background = toy.background_sample(k_b, n_background, region=region)
-    n_signal, n = max(n_background // 4, 1), x.shape[0]
-    zeros = lambda *shape: jnp.zeros((chunk, *shape), jnp.float32)
-    template = lambda: (Measurements(*(zeros() for _ in Measurements._fields)),
-                        PawsClosure(zeros(3), zeros(3), zeros(3, 3), zeros(3, 3)))
-    parts = []
-    for start in progress(range(0, n, chunk), "closure", total=-(-n // chunk)):
-        idx = np.arange(start, start + chunk) % n
-        rows = Measurements(*(None if field is None else jnp.asarray(field)[idx] for field in measured))
-
-        def compute(idx=idx, rows=rows, start=start):
-            injected = closure_injection(rows)
-            draw = lambda k, m: toy.signal_sample(k, n_signal, toy.SignalParams(m[0], m[1]), region)
-            signal = jax.vmap(draw)(realisation_keys(k_s, chunk, start), injected[:, 1:])
-            pool = jnp.concatenate([jnp.broadcast_to(background, (chunk, *background.shape)), signal], 1)
-            fn, data, axes = paws.batched_ratio(x[idx], region)
-            _, asimov, _ = paws.batched_ratio(np.asarray(pool), region)
-            ones = jnp.ones(x[idx].shape[:2])
-            corrected, closure = measure_paws_closure(rows, data, ones, asimov, n_background, fn, paws.config,
-                                                      axes, axes, truth)  # fmt: skip
-            return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (corrected, closure))
-
-        config = {**step_config, "closure_events": [n_background, n_signal], "start": start, "chunk": chunk}
-        parts.append(out.step(f"paws_closure_{start:05d}", config, compute, template))
-    join = lambda *a: np.concatenate([np.asarray(b) for b in a])[:n]
-    return jax.tree.map(join, *parts)
-
-
 def closure_summary(corrected: Measurements, closure: PawsClosure, mu: float, oracle: Measurements,
                     events: tuple[int, int]) -> dict:  # fmt: skip
     """``paws_closure`` of results.json: the corrected measurements' summary and the closure tests' spread."""
-    offset_gev = 1e3 * np.asarray(closure.mass_offset)
-    summary = summarize_measurements(corrected, mu)
-    spread = lambda v: {"median": float(np.nanmedian(v)), "p16": float(np.nanquantile(v, 0.16)),
-                        "p84": float(np.nanquantile(v, 0.84))}  # fmt: skip
-    widen = np.sqrt(np.asarray(closure.variance_scale))
-    return {"events": list(events), "mu_scale": spread(np.asarray(closure.mu_scale)),
-            "m_x_offset_gev": spread(offset_gev[:, 0]), "m_y_offset_gev": spread(offset_gev[:, 1]),
-            "summary": summary,
-            "interval_scale": {k: spread(widen[:, i]) for i, k in enumerate(("mu", "m_x", "m_y"))},
-            "mass_contour_scale": spread(np.asarray(closure.mass_contour_scale)),
-            "ratio_to_oracle": compare_to_oracle(corrected, oracle),
-            **{k: summary.get(k) for k in ("coverage68", "coverage95", "relative_bias",
-                                           "mass_contour_coverage68", "mass_contour_coverage95")}}
+    summary = closure_report(corrected, closure, mu, events)
+    return {**summary, "ratio_to_oracle": compare_to_oracle(corrected, oracle)}
 
 
 def main(args: argparse.Namespace, out: ResultsDir) -> None:
@@ -251,19 +198,13 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     if paws is not None and args.paws_closure > 0:
         n_closure = min(args.paws_closure, 20_000) if args.quick else args.paws_closure
         chunk = args.vmap_realisations or min(n_pseudo, 8)
-        corrected, tests = closure_in_chunks(out, paws, paws_step, jax.random.fold_in(k_ref, 3), x,
-                                              measured["paws"], n_closure, region, chunk, tuple(signal))
+        k_pool, k_signal = jax.random.split(jax.random.fold_in(k_ref, 3))
+        pool = np.asarray(toy.background_sample(k_pool, n_closure, region=region))
+        corrected, tests = closure_in_chunks(out, "paws_closure", paws, paws_step, k_signal, x, None,
+                                              measured["paws"], pool, region, chunk, tuple(signal))
         measured["paws_closure"] = corrected
         closure = closure_summary(corrected, tests, mu, oracle, (n_closure, max(n_closure // 4, 1)))
-        c = closure
-        print(f"  closure-corrected PAWS: coverage68 {c['coverage68']:.3f}, coverage95 "
-              f"{c['coverage95']:.3f}, relative bias {c['relative_bias']:+.3f}, (m_X, m_Y) contour coverage "
-              f"68% {c['mass_contour_coverage68']:.3f}, 95% {c['mass_contour_coverage95']:.3f}; median "
-              f"closure mu scale {c['mu_scale']['median']:.3f}, offsets m_X "
-              f"{c['m_x_offset_gev']['median']:+.1f} GeV, m_Y {c['m_y_offset_gev']['median']:+.1f} GeV, "
-              f"interval scales mu {c['interval_scale']['mu']['median']:.3f}, m_X "
-              f"{c['interval_scale']['m_x']['median']:.3f}, m_Y {c['interval_scale']['m_y']['median']:.3f}",
-              flush=True)  # fmt: skip
+        print(f"  closure-corrected PAWS: {describe_closure(closure)}", flush=True)
 
     asimov = None
     if paws is not None and args.paws_asimov > 0:

@@ -51,9 +51,12 @@ from gbijax.inference import (
     KappaSample,
     Measurements,
     PawsClassifier,
+    PawsClosure,
     PawsConfig,
     RanodeConfig,
+    closure_injection,
     measure,
+    measure_paws_closure,
     null_scan_q0,
     realisation_keys,
     signal_coordinates,
@@ -213,6 +216,11 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --paws-kappa pooled or background: tabulate log kappa(theta) once on a grid of "
                         "this step in GeV (--quick: at least 25) and interpolate it (a cubic spline; 9x "
                         "faster fits); 0: evaluate the kappa events at every theta of every fit")  # fmt: skip
+    g.add_argument("--paws-closure", type=int, default=0,
+                   help="correct every measurement by its closure test: this many background events (the "
+                        "background class's source: generator samples, or true background for exact) plus a "
+                        "quarter as many signal events simulated at its fitted masses, weighted to its size "
+                        "at its mu and fitted again (0: off)")  # fmt: skip
     g.add_argument("--paws-global-toys", type=int, default=0,
                    help="background-only toys for the look-elsewhere-corrected Z_global of the mass scan "
                         "(0: local Z only; 999 resolve Z_global up to 3.09)")  # fmt: skip
@@ -317,6 +325,77 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
     return PawsSetup(config._replace(mass_bounds=trained.mass_bounds), trained, kappa)
 
 
+def closure_in_chunks(out: ResultsDir, name: str, paws: PawsSetup, step_config: dict, key, x, weight,
+                      measured: Measurements, background: np.ndarray, region, chunk: int,
+                      truth) -> tuple[Measurements, PawsClosure]:  # fmt: skip
+    """Every measurement corrected by its closure test, ``chunk`` at a time, each a resumable step.
+
+    The ``background`` pool (in GBI: generator samples) serves every closure data set; each adds
+    ``len(background) // 4`` signal events simulated at its own fitted masses with the key
+    ``realisation_keys(key, ...)`` of its realisation (:func:`gbijax.inference.measure_paws_closure`).
+    ``x`` are the ``(R, N, 5)`` measured events, ``weight`` their ``(R, N)`` weights (None: all 1).
+    Returns the corrected measurements and the ``(R,)`` closure tests.
+    """
+    n_background, n = len(background), x.shape[0]
+    n_signal = max(n_background // 4, 1)
+    zeros = lambda *shape: jnp.zeros((chunk, *shape), jnp.float32)
+    template = lambda: (Measurements(*(zeros() for _ in Measurements._fields)),
+                        PawsClosure(zeros(3), zeros(3), zeros(3, 3), zeros(3, 3)))
+    parts = []
+    for start in progress(range(0, n, chunk), "closure", total=-(-n // chunk)):
+        idx = np.arange(start, start + chunk) % n
+        rows = Measurements(*(None if field is None else jnp.asarray(field)[idx] for field in measured))
+
+        def compute(idx=idx, rows=rows, start=start):
+            injected = closure_injection(rows)
+            draw = lambda k, m: toy.signal_sample(k, n_signal, toy.SignalParams(m[0], m[1]), region)
+            signal = jax.vmap(draw)(realisation_keys(key, chunk, start), injected[:, 1:])
+            pool = jnp.concatenate([jnp.broadcast_to(background, (chunk, *background.shape)), signal], 1)
+            fn, data, axes = paws.batched_ratio(x[idx], region)
+            _, asimov, _ = paws.batched_ratio(np.asarray(pool), region)
+            w = jnp.ones(x[idx].shape[:2]) if weight is None else jnp.asarray(weight[idx])
+            corrected, closure = measure_paws_closure(rows, data, w, asimov, n_background, fn, paws.config,
+                                                      axes, axes, truth)  # fmt: skip
+            return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (corrected, closure))
+
+        config = {**step_config, "closure_events": [n_background, n_signal], "start": start, "chunk": chunk}
+        parts.append(out.step(f"{name}_{start:05d}", config, compute, template))
+    join = lambda *a: np.concatenate([np.asarray(b) for b in a])[:n]
+    return jax.tree.map(join, *parts)
+
+
+def closure_report(corrected: Measurements, closure: PawsClosure, mu: float, events: tuple[int, int]) -> dict:
+    """The corrected measurements' summary and the spread of their closure tests (JSON-ready)."""
+    offset_gev = 1e3 * np.asarray(closure.mass_offset)
+    summary = summarize_measurements(corrected, mu)
+    spread = lambda v: {"median": float(np.nanmedian(v)), "p16": float(np.nanquantile(v, 0.16)),
+                        "p84": float(np.nanquantile(v, 0.84))}  # fmt: skip
+    widen = np.sqrt(np.asarray(closure.variance_scale))
+    return {"events": list(events), "mu_scale": spread(np.asarray(closure.mu_scale)),
+            "m_x_offset_gev": spread(offset_gev[:, 0]), "m_y_offset_gev": spread(offset_gev[:, 1]),
+            "summary": summary,
+            "interval_scale": {k: spread(widen[:, i]) for i, k in enumerate(("mu", "m_x", "m_y"))},
+            "mass_contour_scale": spread(np.asarray(closure.mass_contour_scale)),
+            **{k: summary.get(k) for k in ("coverage68", "coverage95", "relative_bias",
+                                           "mass_contour_coverage68", "mass_contour_coverage95")}}
+
+
+def describe_closure(c: dict) -> str:
+    """One line of :func:`closure_report`'s numbers (``-`` for those undefined at mu = 0)."""
+    mu, scale = c["summary"]["mu_hat"], {k: v["median"] for k, v in c["interval_scale"].items()}
+    offset = {k: c[f"{k}_offset_gev"]["median"] for k in ("m_x", "m_y")}
+    f = lambda key, spec=".3f": "-" if c.get(key) is None else format(c[key], spec)
+    return ", ".join([
+        f"mu_hat {mu['median']:.5f} [{mu['p16']:.5f}, {mu['p84']:.5f}]",
+        f"coverage68 {f('coverage68')}", f"coverage95 {f('coverage95')}",
+        f"relative bias {f('relative_bias', '+.3f')}",
+        f"(m_X, m_Y) contour coverage 68% {f('mass_contour_coverage68')}",
+        f"95% {f('mass_contour_coverage95')}; median closure mu scale {c['mu_scale']['median']:.3f}",
+        f"offsets m_X {offset['m_x']:+.1f} GeV", f"m_Y {offset['m_y']:+.1f} GeV",
+        f"interval scales mu {scale['mu']:.3f}", f"m_X {scale['m_x']:.3f}", f"m_Y {scale['m_y']:.3f}",
+    ])  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # the driver
 # --------------------------------------------------------------------------------------------
@@ -396,30 +475,39 @@ def _log_density(x: np.ndarray, samples, model, fold=None) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def classifier_background(args, out: ResultsDir, samples, variant: str, key, n: int):
+def classifier_background(args, out: ResultsDir, samples, variant: str, key, n: int, n_closure: int = 0):
     """The background class of the PAWS and CATHODE classifiers: ``n`` events in the SR.
 
     ``exact``: an independent sample of true SR background (idealised: the toy's extra sample, or
-    fresh toy events); otherwise samples of the variant's trained generator.
+    fresh toy events); otherwise samples of the variant's trained generator. ``n_closure`` more
+    events from the same source, drawn with their own key, are PAWS's closure pool (the toy only for
+    ``exact``: fresh events).
 
     Returns:
-        ``(the data's background events, the background class, info dict)``.
+        ``(the data's background events, the background class, the closure pool or None, info dict)``.
     """
     k_bkg, k_draw = jax.random.split(key)
+    k_closure = jax.random.fold_in(k_draw, 2)
     if variant == "exact":
         truth = samples.extra_background_sr
         n_extra = 0 if truth is None else len(truth)
+        region = (samples.region.lo, samples.region.hi)
         if n_extra < n and samples.is_toy:  # top up with fresh toy events
-            region = (samples.region.lo, samples.region.hi)
             k_top = jax.random.fold_in(k_draw, 1)
             fresh = np.asarray(toy.background_sample(k_top, n - n_extra, region=region))
             truth = fresh if truth is None else np.concatenate([truth, fresh.astype(truth.dtype)])
+        pool = None
+        if n_closure:
+            if not samples.is_toy:
+                raise ValueError("--paws-closure with --background-variant exact needs fresh toy background")
+            pool = np.asarray(toy.background_sample(k_closure, n_closure, region=region), np.float64)
         info = {"variant": variant, "classifier_background": "true SR background (an independent sample)"}
-        return samples.background_sr, _subsample(k_draw, truth, n), info
+        return samples.background_sr, _subsample(k_draw, truth, n), pool, info
     background, _, model, _, info = background_setup(args, out, samples, variant, k_bkg)
     generated = np.asarray(background_sample(*model, k_draw, n), np.float64)
+    pool = np.asarray(background_sample(*model, k_closure, n_closure), np.float64) if n_closure else None
     info["classifier_background"] = f"{n} generator samples in the SR ({variant} background model)"
-    return background, generated, info
+    return background, generated, pool, info
 
 
 class CathodeSetup(NamedTuple):
@@ -535,6 +623,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                          "here (--data toy)")  # fmt: skip
     key = jax.random.key(args.seed)
     k_sub, k_bkg, k_inj, k_fit = jax.random.split(key, 4)
+    k_closure = jax.random.fold_in(key, 7)  # a key of its own: runs without closure keep their numbers
     samples = samples._replace(background_sr=_subsample(k_sub, samples.background_sr, args.max_sr_background))
     config = ranode_config(args)
     region = (samples.region.lo, samples.region.hi)
@@ -543,7 +632,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     if args.sr_truth_folds and (args.method != "ranode" or variant != "sr_truth" or args.sr_truth_folds < 2):
         raise ValueError("--sr-truth-folds (>= 2) is for --method ranode with --background-variant sr_truth")
 
-    model = coords = log_pb_bkg = setup = null_q0 = None
+    model = coords = log_pb_bkg = setup = null_q0 = closure_pool = None
     background, info = samples.background_sr, {"variant": variant}
     if args.method == "ranode":
         background, log_pb_bkg, model, coords, info = background_setup(args, out, samples, variant, k_bkg)
@@ -553,7 +642,11 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         n_null = args.paws_global_events or 5 * len(samples.background_sr)
         n_null = n_null if args.paws_global_toys > 0 else 0
         n_class = (180_000 if variant == "exact" else len(samples.background_sr)) + held_out + n_null
-        background, paws_background, info = classifier_background(args, out, samples, variant, k_bkg, n_class)
+        n_closure = min(args.paws_closure, 20_000) if args.quick else args.paws_closure
+        background, paws_background, closure_pool, info = classifier_background(args, out, samples, variant,
+                                                                                k_bkg, n_class, n_closure)
+        if closure_pool is not None:
+            info["closure"] = {"background": len(closure_pool), "signal": max(len(closure_pool) // 4, 1)}
         null_sample = paws_background[len(paws_background) - n_null:]
         paws_background = paws_background[:len(paws_background) - n_null]
         setup = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else paws_background)
@@ -565,7 +658,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                                       "median_toy_q0": float(np.median(null_q0))}  # fmt: skip
     if args.method == "cathode":
         n_class = int(round(args.cathode_oversample * len(samples.background_sr)))
-        background, negatives, info = classifier_background(args, out, samples, variant, k_bkg, n_class)
+        background, negatives, _, info = classifier_background(args, out, samples, variant, k_bkg, n_class)
         setup = cathode_setup(args, negatives)
     n_b = len(background)
     print(f"{samples.source}: {n_b} SR background events, signal pool {len(samples.signal_pool)}, "
@@ -614,6 +707,16 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         row = {"mu_injected": mu, "mu_true": real.mu, "s_over_sqrt_b": real.s_over_sqrt_b,
                "n_signal": real.n_signal, "n_background": n_b, **s,
                "per_realisation": {k: np.asarray(v).tolist() for k, v in m._asdict().items()}}  # fmt: skip
+        if closure_pool is not None:
+            chunk = args.vmap_realisations or args.realisations
+            truth = (float(toy.DEFAULT_SIGNAL.m_x), float(toy.DEFAULT_SIGNAL.m_y))  # as measure() takes it
+            corrected, tests = closure_in_chunks(
+                out, f"mu_{i:02d}_closure", setup, {**step_config, "mu": mu},
+                jax.random.fold_in(k_closure, i), _pad(real.x, n_max), weight, m, closure_pool, region, chunk,
+                truth)  # fmt: skip
+            events = (len(closure_pool), max(len(closure_pool) // 4, 1))
+            row["paws_closure"] = {**closure_report(corrected, tests, real.mu, events), "per_realisation": {
+                k: np.asarray(v).tolist() for k, v in corrected._asdict().items()}}  # fmt: skip
         rows.append(row)
         fitted = "" if "coverage68" not in s else (
             f"mu_hat {s['mu_hat']['median']:.5f} [{s['mu_hat']['p16']:.5f}, {s['mu_hat']['p84']:.5f}], "
@@ -625,6 +728,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             + ("" if "m_x" not in s else f", m_X {s['m_x']['median']:.3f}, m_Y {s['m_y']['median']:.3f} TeV"),
             flush=True,
         )
+        if "paws_closure" in row:
+            print(f"    closure-corrected: {describe_closure(row['paws_closure'])}", flush=True)
 
     results = {"method": args.method, "background_variant": variant, "data": samples.source,
                "background": info, "n_background": n_b, "realisations": args.realisations,

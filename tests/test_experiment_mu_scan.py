@@ -185,10 +185,16 @@ def test_paws_drivers_quick(tmp_path):
     assert _run("mu_scan", ["--data", TINY_TOY, "--realisations", "2", "--max-sr-background", "360",
                             "--quick", "--method", "paws", "--paws-ratio", "exact", "--background-variant",
                             "exact", "--injections", "0.1", "--paws-global-toys", "19",
-                            "--out", str(out)]) == 0  # fmt: skip
+                            "--paws-closure", "20000", "--out", str(out)]) == 0  # fmt: skip
     res = json.loads((out / "results.json").read_text())
     rows = res["injections"]
     assert abs(rows[1]["m_x"]["median"] - 0.5) < 0.1 and rows[1]["z"] > 3
+    # every realisation corrected by its closure test; the exact ratio has no bias to correct
+    closure = rows[1]["paws_closure"]
+    assert res["background"]["closure"] == {"background": 20_000, "signal": 5_000}
+    assert abs(closure["mu_scale"]["median"] - 1) < 0.05 and abs(closure["m_x_offset_gev"]["median"]) < 4
+    scale = np.divide(rows[1]["per_realisation"]["mu_hat"], closure["per_realisation"]["mu_hat"])
+    assert np.all(np.abs(scale - 1) < 0.05) and closure["summary"]["n"] == 2
     # look-elsewhere: 19 toys of 360 events from 5 x 360 more; a clear signal beats every toy (p = 1/20)
     assert res["background"]["look_elsewhere"]["toy_sample"] == 1800
     assert rows[1]["z_global"] == pytest.approx(rows[1]["z_global_max"]) == pytest.approx(1.645, abs=1e-3)
