@@ -156,7 +156,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     x = np.asarray(x)
     step_config = {"seed": args.seed, "mu": mu, "n": n, "signal": list(signal)}
     oracle = measure_in_chunks(out, "oracle", step_config, "oracle", k_fit, x, None, None, None, None, True,
-                               region, 0, "oracle")  # fmt: skip
+                               region, 0, "oracle", signal=signal)  # fmt: skip
     measured = {"oracle": oracle}
     config = ranode_config(args)
     if args.method == "ranode":
@@ -191,7 +191,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         measured["paws"] = measure_in_chunks(
             out, "paws", paws_step, "paws",
             k_fit, x, None, None, None, config, True, region, args.vmap_realisations or min(n_pseudo, 8),
-            "PAWS", paws,
+            "PAWS", paws, signal,
         )  # fmt: skip
 
     closure = None

@@ -41,6 +41,7 @@ from gbijax import plotting
 from gbijax.background import BackgroundConfig, background_sample
 from gbijax.classifiers import DEFAULT, QUICK, TOY_PAWS_MLP, ClassifierConfig
 from gbijax.data import fit_preprocessing, toy
+from gbijax.data._sources import parse_source, parse_toy_options
 from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment, to_json
 from gbijax.generators import SplineFlowConfig
 from gbijax.inference import (
@@ -151,13 +152,15 @@ def measure_in_chunks(
     chunk: int,
     desc: str,
     setup: PawsSetup | CathodeSetup | None = None,
+    signal: toy.SignalParams = toy.DEFAULT_SIGNAL,
 ) -> Measurements:
     """Measure ``(R, N, 5)`` realisations ``chunk`` at a time, each chunk a resumable step.
 
     Realisation ``r`` uses ``fold_in(key, r)`` whatever the chunking; a short last chunk is
     padded by repeating realisations (so every chunk has one shape and compiles once).
     ``weight`` (``(R, N)`` or None) masks padding events. ``setup`` carries the PAWS ratio model
-    or CATHODE's background sample and cut.
+    or CATHODE's background sample and cut; ``signal`` is the toy's true signal (the oracle's
+    density, PAWS's true masses).
     """
     n = x.shape[0]
     chunk = n if chunk <= 0 else min(chunk, n)
@@ -170,7 +173,8 @@ def measure_in_chunks(
         def compute(idx=idx, keys=keys):
             res = measure(method, keys, x[idx], log_pb=None if log_pb is None else log_pb[idx], coords=coords,
                           weight=None if weight is None else weight[idx], config=config, is_toy=is_toy,
-                          region=region, **(setup.measure_kwargs(x[idx]) if setup else {}))  # fmt: skip
+                          region=region, signal=signal,
+                          **(setup.measure_kwargs(x[idx]) if setup else {}))  # fmt: skip
             return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), res)
 
         parts.append(out.step(f"{name}_{start:05d}", {**step_config, "start": start, "chunk": chunk},
@@ -616,6 +620,11 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     if args.realisations < 1:
         raise ValueError("--realisations must be >= 1")
     samples = analysis_samples(args.data)
+    kind, source_arg = parse_source(args.data)
+    signal = toy.DEFAULT_SIGNAL
+    if kind == "toy":  # the injected signal's masses: the oracle's density and PAWS's truth
+        options = parse_toy_options(source_arg)
+        signal = toy.SignalParams(options.m_x, options.m_y)
     if args.method == "oracle" and not samples.is_toy:
         raise ValueError("the oracle (exact likelihood) exists only for the analytic toy (--data toy)")
     if args.method == "paws" and not samples.is_toy:
@@ -702,6 +711,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             args.vmap_realisations,
             f"mu={mu:g}",
             setup,
+            signal,
         )
         s = summarize_measurements(m, real.mu, null_q0)
         row = {"mu_injected": mu, "mu_true": real.mu, "s_over_sqrt_b": real.s_over_sqrt_b,
@@ -709,7 +719,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                "per_realisation": {k: np.asarray(v).tolist() for k, v in m._asdict().items()}}  # fmt: skip
         if closure_pool is not None:
             chunk = args.vmap_realisations or args.realisations
-            truth = (float(toy.DEFAULT_SIGNAL.m_x), float(toy.DEFAULT_SIGNAL.m_y))  # as measure() takes it
+            truth = (float(signal.m_x), float(signal.m_y))
             corrected, tests = closure_in_chunks(
                 out, f"mu_{i:02d}_closure", setup, {**step_config, "mu": mu},
                 jax.random.fold_in(k_closure, i), _pad(real.x, n_max), weight, m, closure_pool, region, chunk,

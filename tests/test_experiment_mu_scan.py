@@ -141,6 +141,24 @@ def test_mu_scan_at_mu_zero_only_writes_results_without_figures(tmp_path):
     assert not list(out.glob("*.png"))  # every figure has a log mu or S/sqrt(B) axis
 
 
+def test_drivers_take_the_oracle_density_at_the_toys_own_masses(tmp_path):
+    """A toy with signal at (300, 200) GeV: the oracle's exact likelihood uses those masses (with the
+    default (500, 100) it would look for the signal in the wrong place and find none)."""
+    moved = TINY_TOY + ",m_x=0.3,m_y=0.2"
+    out = tmp_path / "scan"
+    assert _run("mu_scan", ["--data", moved, "--method", "oracle", "--quick", "--max-sr-background",
+                            "2000", "--injections", "0.05", "--realisations", "2",
+                            "--out", str(out)]) == 0  # fmt: skip
+    row = json.loads((out / "results.json").read_text())["injections"][1]
+    assert row["coverage95"] == 1.0 and row["z"] > 3
+    out = tmp_path / "cov"
+    assert _run("coverage", ["--data", "toy:m_x=0.3,m_y=0.2", "--method", "oracle", "--mu", "0.05",
+                             "--pseudo", "20", "--n-events", "2000", "--quick",
+                             "--out", str(out)]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    assert res["z"] > 3 and abs(res["relative_bias"]) < 0.5  # 4 pseudo-experiments of 1,000 events (--quick)
+
+
 def test_coverage_quick(tmp_path):
     out = tmp_path / "cov"
     assert _run("coverage", ["--method", "ranode", "--mu", "0.1", "--pseudo", "2", "--n-events", "400",
