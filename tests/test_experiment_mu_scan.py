@@ -193,6 +193,7 @@ def test_measure_paws_is_the_vmapped_fit_paws_and_finds_the_masses():
     np.testing.assert_allclose(float(m.hi95[1]), float(one.mu_interval_95.hi), rtol=1e-3)
     s = summarize_measurements(m, 0.05)
     assert {"m_x", "m_y", "mass_contour_coverage68", "mass_contour_coverage95"} <= set(s)
+    assert "mass_contour_coverage68" not in summarize_measurements(m, 0.0)  # no signal, no true masses
     with pytest.raises(ValueError, match="toy"):
         measure("paws", jax.random.key(1), x, is_toy=False)
 

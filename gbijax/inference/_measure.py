@@ -478,8 +478,11 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None, null_q
     ``pull`` (std and 16-84% half-range of ``(mu_hat - mu_true) / sigma``, ``sigma`` the 68%
     interval's half-width on the side of the truth: 1 for calibrated intervals),
     ``w_fit`` (R-ANODE learned mode, the training-fold fraction) and ``shape_std`` (R-ANODE:
-    the learned shape's standard deviation of ``mu_hat``, in the intervals) where present.
-    With ``null_q0`` (``(T,)`` scan statistics of background-only toys, :func:`null_scan_q0`) and
+    the learned shape's standard deviation of ``mu_hat``, in the intervals) where present;
+    PAWS's fitted ``m_x``, ``m_y`` (quantiles) and, where the true masses' ``-2 Delta l`` is known
+    and ``mu_true`` is not 0, ``mass_contour_coverage68`` / ``95`` (the fraction of 2-D Wilks
+    contours holding the true masses) with their errors. With ``null_q0`` (``(T,)`` scan
+    statistics of background-only toys, :func:`null_scan_q0`) and
     PAWS's ``q0_scan``: the look-elsewhere-corrected ``z_global`` (median) and
     ``z_global_quantiles``, ``z_global_max`` (the most ``T`` toys can show),
     ``frac_z_global_above_3``, ``frac_z_global_below_2`` and ``no_false_signal_global`` (``Z_global
@@ -510,7 +513,8 @@ def summarize_measurements(m: Measurements, mu_true: float | None = None, null_q
             out[mass] = _quantiles(a[mass])
             for end in ("lo68", "hi68"):
                 out[f"{mass}_{end}"] = float(np.median(a[f"{mass}_{end}"]))
-    if "q_masses_true" in a and np.isfinite(a["q_masses_true"]).any():
+    no_signal = mu_true is not None and float(mu_true) == 0.0  # no signal: no true masses to cover
+    if "q_masses_true" in a and np.isfinite(a["q_masses_true"]).any() and not no_signal:
         for cl, level in (("68", CL68), ("95", CL95)):
             inside = a["q_masses_true"] <= float(wilks_threshold(level, 2))
             out[f"mass_contour_coverage{cl}"], out[f"mass_contour_coverage{cl}_err"] = _fraction(inside)
