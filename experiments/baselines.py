@@ -58,7 +58,7 @@ from gbijax import classifiers as clf
 from gbijax import metrics, plotting
 from gbijax.background import BackgroundConfig, background_sample
 from gbijax.data import toy
-from gbijax.data._sources import parse_source, parse_toy_options
+from gbijax.data._sources import toy_signal_params
 from gbijax.experiment import ResultsDir, experiment_parser, run_experiment, to_json
 from gbijax.pipeline import AnalysisSamples, analysis_samples, fit_background_variant, injected_realisations
 from gbijax.train import TrainConfig
@@ -294,11 +294,6 @@ def curves(evaluations: list[dict]) -> dict:
 # The experiment
 
 
-def _toy_signal(source: str) -> toy.SignalParams:
-    options = parse_toy_options(parse_source(source)[1])
-    return toy.SignalParams(options.m_x, options.m_y)
-
-
 def _generator_summary(history, config: BackgroundConfig, kind: str, n_train: int) -> dict:
     return {"config": to_json(config), "model": config.model, "trained_on": f"{n_train} sideband events",
             "mass_density": kind, "best_epoch": (np.asarray(history.best_epoch) + 1).tolist(),
@@ -444,7 +439,7 @@ def main(args, out: ResultsDir) -> dict:
 
     optimal, refs = {}, {}
     if samples.is_toy:
-        params, region = _toy_signal(samples.source), (samples.region.lo, samples.region.hi)
+        params, region = toy_signal_params(samples.source), (samples.region.lo, samples.region.hi)
         for name, fn, label in (("optimal", metrics.toy_optimal_scores, "optimal (exact LR, with mjj)"),
                                 ("optimal_features", metrics.toy_optimal_feature_scores,
                                  "optimal on the 4 inputs (exact LR)")):  # fmt: skip

@@ -35,7 +35,7 @@ import numpy as np
 import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
 from gbijax import plotting
 from gbijax.data import DEFAULT_SR, fit_preprocessing, toy
-from gbijax.data._sources import parse_source, parse_toy_options
+from gbijax.data._sources import toy_signal_params
 from gbijax.experiment import ResultsDir, experiment_parser, run_experiment
 from gbijax.inference import (
     Measurements,
@@ -132,11 +132,9 @@ def closure_summary(corrected: Measurements, closure: PawsClosure, mu: float, or
 
 
 def main(args: argparse.Namespace, out: ResultsDir) -> None:
-    kind, arg = parse_source(args.data)
-    if kind != "toy":
+    signal = toy_signal_params(args.data)
+    if signal is None:
         raise ValueError("coverage needs known truth: it runs on the analytic toy only (--data toy)")
-    options = parse_toy_options(arg)
-    signal = toy.SignalParams(options.m_x, options.m_y)
     n_pseudo = min(args.pseudo, 4) if args.quick else args.pseudo
     n = min(args.n_events, 1000) if args.quick else args.n_events
     if n_pseudo < 1 or n < 10:

@@ -41,7 +41,7 @@ from gbijax import plotting
 from gbijax.background import BackgroundConfig, background_sample
 from gbijax.classifiers import DEFAULT, QUICK, TOY_PAWS_MLP, ClassifierConfig
 from gbijax.data import fit_preprocessing, toy
-from gbijax.data._sources import parse_source, parse_toy_options
+from gbijax.data._sources import toy_signal_params
 from gbijax.experiment import ResultsDir, experiment_parser, progress, run_experiment, to_json
 from gbijax.generators import SplineFlowConfig
 from gbijax.inference import (
@@ -620,11 +620,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     if args.realisations < 1:
         raise ValueError("--realisations must be >= 1")
     samples = analysis_samples(args.data)
-    kind, source_arg = parse_source(args.data)
-    signal = toy.DEFAULT_SIGNAL
-    if kind == "toy":  # the injected signal's masses: the oracle's density and PAWS's truth
-        options = parse_toy_options(source_arg)
-        signal = toy.SignalParams(options.m_x, options.m_y)
+    signal = toy_signal_params(args.data) or toy.DEFAULT_SIGNAL  # the oracle's density and PAWS's truth
     if args.method == "oracle" and not samples.is_toy:
         raise ValueError("the oracle (exact likelihood) exists only for the analytic toy (--data toy)")
     if args.method == "paws" and not samples.is_toy:

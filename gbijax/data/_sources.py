@@ -100,6 +100,22 @@ def parse_toy_options(arg: str) -> ToyOptions:
     return options
 
 
+def toy_signal_params(spec: str) -> toy.SignalParams | None:
+    """The signal masses of a ``toy[:options]`` source (None for the real sources): the truth that
+    the oracle's density and the PAWS contours are taken at.
+
+    >>> toy_signal_params("toy:m_x=0.3,m_y=0.2")
+    SignalParams(m_x=0.3, m_y=0.2)
+    >>> toy_signal_params("cathode:/data") is None
+    True
+    """
+    kind, arg = parse_source(spec)
+    if kind != "toy":
+        return None
+    options = parse_toy_options(arg)
+    return toy.SignalParams(options.m_x, options.m_y)
+
+
 def load_toy(options: ToyOptions = ToyOptions(), region: SignalRegion = DEFAULT_SR) -> Dataset:
     """Sample the toy source: data (background + signal over the full mjj range) and the
     signal-region-only extra signal and extra background samples."""
