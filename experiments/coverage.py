@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mu_scan import (  # noqa: E402
     add_paws_arguments,
     add_ranode_arguments,
+    closure_events,
     closure_in_chunks,
     closure_report,
     describe_closure,
@@ -105,7 +106,7 @@ def asimov_check(paws, key, n_background: int, mu: float, n: int, signal, region
     the true masses; ``q_masses_true = 2 (max l - max_mu l(mu, truth))``, which a 68% contour
     includes when it is <= 2.30.
     """
-    n_signal = max(n_background // 4, 1)
+    n_background, n_signal = closure_events(n_background)
     k_b, k_s = jax.random.split(key)
     x = np.concatenate([np.asarray(toy.background_sample(k_b, n_background, region=region)),
                         np.asarray(toy.signal_sample(k_s, n_signal, signal, region))])  # fmt: skip
@@ -125,9 +126,9 @@ def asimov_check(paws, key, n_background: int, mu: float, n: int, signal, region
 
 
 def closure_summary(corrected: Measurements, closure: PawsClosure, mu: float, oracle: Measurements,
-                    events: tuple[int, int]) -> dict:  # fmt: skip
+                    n_background: int) -> dict:  # fmt: skip
     """``paws_closure`` of results.json: the corrected measurements' summary and the closure tests' spread."""
-    summary = closure_report(corrected, closure, mu, events)
+    summary = closure_report(corrected, closure, mu, n_background)
     return {**summary, "ratio_to_oracle": compare_to_oracle(corrected, oracle)}
 
 
@@ -201,7 +202,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         corrected, tests = closure_in_chunks(out, "paws_closure", paws, paws_step, k_signal, x, None,
                                               measured["paws"], pool, region, chunk, tuple(signal))
         measured["paws_closure"] = corrected
-        closure = closure_summary(corrected, tests, mu, oracle, (n_closure, max(n_closure // 4, 1)))
+        closure = closure_summary(corrected, tests, mu, oracle, n_closure)
         print(f"  closure-corrected PAWS: {describe_closure(closure)}", flush=True)
 
     asimov = None

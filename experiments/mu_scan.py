@@ -329,6 +329,11 @@ def paws_setup(args: argparse.Namespace, key, background: np.ndarray | None) -> 
     return PawsSetup(config._replace(mass_bounds=trained.mass_bounds), trained, kappa)
 
 
+def closure_events(n_background: int) -> tuple[int, int]:
+    """``(background, signal)`` events of a closure or Asimov data set: a quarter as many signal events."""
+    return n_background, max(n_background // 4, 1)
+
+
 def closure_in_chunks(out: ResultsDir, name: str, paws: PawsSetup, step_config: dict, key, x, weight,
                       measured: Measurements, background: np.ndarray, region, chunk: int,
                       truth) -> tuple[Measurements, PawsClosure]:  # fmt: skip
@@ -340,8 +345,7 @@ def closure_in_chunks(out: ResultsDir, name: str, paws: PawsSetup, step_config: 
     ``x`` are the ``(R, N, 5)`` measured events, ``weight`` their ``(R, N)`` weights (None: all 1).
     Returns the corrected measurements and the ``(R,)`` closure tests.
     """
-    n_background, n = len(background), x.shape[0]
-    n_signal = max(n_background // 4, 1)
+    (n_background, n_signal), n = closure_events(len(background)), x.shape[0]
     zeros = lambda *shape: jnp.zeros((chunk, *shape), jnp.float32)
     template = lambda: (Measurements(*(zeros() for _ in Measurements._fields)),
                         PawsClosure(zeros(3), zeros(3), zeros(3, 3), zeros(3, 3)))
@@ -368,14 +372,14 @@ def closure_in_chunks(out: ResultsDir, name: str, paws: PawsSetup, step_config: 
     return jax.tree.map(join, *parts)
 
 
-def closure_report(corrected: Measurements, closure: PawsClosure, mu: float, events: tuple[int, int]) -> dict:
+def closure_report(corrected: Measurements, closure: PawsClosure, mu: float, n_background: int) -> dict:
     """The corrected measurements' summary and the spread of their closure tests (JSON-ready)."""
     offset_gev = 1e3 * np.asarray(closure.mass_offset)
     summary = summarize_measurements(corrected, mu)
     spread = lambda v: {"median": float(np.nanmedian(v)), "p16": float(np.nanquantile(v, 0.16)),
                         "p84": float(np.nanquantile(v, 0.84))}  # fmt: skip
     widen = np.sqrt(np.asarray(closure.variance_scale))
-    return {"events": list(events), "mu_scale": spread(np.asarray(closure.mu_scale)),
+    return {"events": list(closure_events(n_background)), "mu_scale": spread(np.asarray(closure.mu_scale)),
             "m_x_offset_gev": spread(offset_gev[:, 0]), "m_y_offset_gev": spread(offset_gev[:, 1]),
             "summary": summary,
             "interval_scale": {k: spread(widen[:, i]) for i, k in enumerate(("mu", "m_x", "m_y"))},
@@ -651,7 +655,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         background, paws_background, closure_pool, info = classifier_background(args, out, samples, variant,
                                                                                 k_bkg, n_class, n_closure)
         if closure_pool is not None:
-            info["closure"] = {"background": len(closure_pool), "signal": max(len(closure_pool) // 4, 1)}
+            n_pool, n_signal = closure_events(len(closure_pool))
+            info["closure"] = {"background": n_pool, "signal": n_signal}
         null_sample = paws_background[len(paws_background) - n_null:]
         paws_background = paws_background[:len(paws_background) - n_null]
         setup = paws_setup(args, k_paws, None if args.paws_ratio == "exact" else paws_background)
@@ -720,9 +725,9 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                 out, f"mu_{i:02d}_closure", setup, {**step_config, "mu": mu},
                 jax.random.fold_in(k_closure, i), _pad(real.x, n_max), weight, m, closure_pool, region, chunk,
                 truth)  # fmt: skip
-            events = (len(closure_pool), max(len(closure_pool) // 4, 1))
-            row["paws_closure"] = {**closure_report(corrected, tests, real.mu, events), "per_realisation": {
-                k: np.asarray(v).tolist() for k, v in corrected._asdict().items()}}  # fmt: skip
+            per_realisation = {k: np.asarray(v).tolist() for k, v in corrected._asdict().items()}
+            row["paws_closure"] = {**closure_report(corrected, tests, real.mu, len(closure_pool)),
+                                   "per_realisation": per_realisation}  # fmt: skip
         rows.append(row)
         fitted = "" if "coverage68" not in s else (
             f"mu_hat {s['mu_hat']['median']:.5f} [{s['mu_hat']['p16']:.5f}, {s['mu_hat']['p84']:.5f}], "
