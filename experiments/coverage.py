@@ -200,7 +200,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         k_pool, k_signal = jax.random.split(jax.random.fold_in(k_ref, 3))
         pool = np.asarray(toy.background_sample(k_pool, n_closure, region=region))
         corrected, tests = closure_in_chunks(out, "paws_closure", paws, paws_step, k_signal, x, None,
-                                              measured["paws"], pool, region, chunk, tuple(signal))
+                                              measured["paws"], pool, region, chunk, tuple(signal),
+                                              args.paws_closure_jacobian)
         measured["paws_closure"] = corrected
         closure = closure_summary(corrected, tests, mu, oracle, n_closure)
         print(f"  closure-corrected PAWS: {describe_closure(closure)}", flush=True)

@@ -56,6 +56,7 @@ from gbijax.inference import (
     PawsConfig,
     RanodeConfig,
     closure_injection,
+    mass_tangents,
     measure,
     measure_paws_closure,
     null_scan_q0,
@@ -225,6 +226,11 @@ def add_paws_arguments(parser: argparse.ArgumentParser) -> None:
                         "background class's source: generator samples, or true background for exact) plus a "
                         "quarter as many signal events simulated at its fitted masses, weighted to its size "
                         "at its mu and fitted again (0: off)")  # fmt: skip
+    g.add_argument("--paws-closure-jacobian", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --paws-closure: measure the closure map's slope G = d(fitted masses) / "
+                        "d(injected masses) by implicit differentiation of the closure fit, and use it for "
+                        "the mass correction, the mass intervals and the contour (--no-...: G = 1, one "
+                        "offset for every mass)")  # fmt: skip
     g.add_argument("--paws-global-toys", type=int, default=0,
                    help="background-only toys for the look-elsewhere-corrected Z_global of the mass scan "
                         "(0: local Z only; 999 resolve Z_global up to 3.09)")  # fmt: skip
@@ -240,7 +246,7 @@ def paws_kappa_events(args: argparse.Namespace) -> int:
     return min(args.paws_kappa_events, 20_000) if args.quick else args.paws_kappa_events
 
 
-PAWS_CHECKS = ("paws_asimov", "paws_closure")
+PAWS_CHECKS = ("paws_asimov", "paws_closure", "paws_closure_jacobian")
 """``--paws-*`` options of checks run after the measurement (coverage.py): not part of its steps' config."""
 
 
@@ -336,37 +342,47 @@ def closure_events(n_background: int) -> tuple[int, int]:
 
 def closure_in_chunks(out: ResultsDir, name: str, paws: PawsSetup, step_config: dict, key, x, weight,
                       measured: Measurements, background: np.ndarray, region, chunk: int,
-                      truth) -> tuple[Measurements, PawsClosure]:  # fmt: skip
+                      truth, jacobian: bool = True) -> tuple[Measurements, PawsClosure]:  # fmt: skip
     """Every measurement corrected by its closure test, ``chunk`` at a time, each a resumable step.
 
     The ``background`` pool (in GBI: generator samples) serves every closure data set; each adds
     ``len(background) // 4`` signal events simulated at its own fitted masses with the key
     ``realisation_keys(key, ...)`` of its realisation (:func:`gbijax.inference.measure_paws_closure`).
     ``x`` are the ``(R, N, 5)`` measured events, ``weight`` their ``(R, N)`` weights (None: all 1).
+    With ``jacobian`` the closure data's derivative with respect to the injected masses (the same
+    signal draws moved with the masses) gives each closure map's slope.
     Returns the corrected measurements and the ``(R,)`` closure tests.
     """
     (n_background, n_signal), n = closure_events(len(background)), x.shape[0]
     zeros = lambda *shape: jnp.zeros((chunk, *shape), jnp.float32)
+    slope = lambda: zeros(2, 2) if jacobian else None
     template = lambda: (Measurements(*(zeros() for _ in Measurements._fields)),
-                        PawsClosure(zeros(3), zeros(3), zeros(3, 3), zeros(3, 3)))
+                        PawsClosure(zeros(3), zeros(3), zeros(3, 3), zeros(3, 3), slope()))
     parts = []
     for start in progress(range(0, n, chunk), "closure", total=-(-n // chunk)):
         idx = np.arange(start, start + chunk) % n
         rows = Measurements(*(None if field is None else jnp.asarray(field)[idx] for field in measured))
 
         def compute(idx=idx, rows=rows, start=start):
-            injected = closure_injection(rows)
+            masses = closure_injection(rows)[:, 1:]
+            keys = realisation_keys(key, chunk, start)
             draw = lambda k, m: toy.signal_sample(k, n_signal, toy.SignalParams(m[0], m[1]), region)
-            signal = jax.vmap(draw)(realisation_keys(key, chunk, start), injected[:, 1:])
-            pool = jnp.concatenate([jnp.broadcast_to(background, (chunk, *background.shape)), signal], 1)
+
+            def closure_data(m):
+                pool = jnp.concatenate([jnp.broadcast_to(background, (chunk, *background.shape)),
+                                        jax.vmap(draw)(keys, m)], 1)  # fmt: skip
+                return paws.batched_ratio(pool, region)[1]
+
+            tangents = mass_tangents(closure_data, masses) if jacobian else None
             fn, data, axes = paws.batched_ratio(x[idx], region)
-            _, asimov, _ = paws.batched_ratio(np.asarray(pool), region)
             w = jnp.ones(x[idx].shape[:2]) if weight is None else jnp.asarray(weight[idx])
-            corrected, closure = measure_paws_closure(rows, data, w, asimov, n_background, fn, paws.config,
-                                                      axes, axes, truth)  # fmt: skip
+            corrected, closure = measure_paws_closure(rows, data, w, closure_data(masses), n_background, fn,
+                                                      paws.config, axes, axes, truth,
+                                                      asimov_tangents=tangents)  # fmt: skip
             return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (corrected, closure))
 
-        config = {**step_config, "closure_events": [n_background, n_signal], "start": start, "chunk": chunk}
+        config = {**step_config, "closure_events": [n_background, n_signal], "start": start, "chunk": chunk,
+                  **({"closure_jacobian": True} if jacobian else {})}  # old steps (no slope) stay valid
         parts.append(out.step(f"{name}_{start:05d}", config, compute, template))
     join = lambda *a: np.concatenate([np.asarray(b) for b in a])[:n]
     return jax.tree.map(join, *parts)
@@ -384,6 +400,8 @@ def closure_report(corrected: Measurements, closure: PawsClosure, mu: float, n_b
             "summary": summary,
             "interval_scale": {k: spread(widen[:, i]) for i, k in enumerate(("mu", "m_x", "m_y"))},
             "mass_contour_scale": spread(np.asarray(closure.mass_contour_scale)),
+            "mass_jacobian": None if closure.jacobian is None else [
+                [spread(np.asarray(closure.jacobian)[:, i, j]) for j in range(2)] for i in range(2)],
             **{k: summary.get(k) for k in ("coverage68", "coverage95", "relative_bias",
                                            "mass_contour_coverage68", "mass_contour_coverage95")}}
 
@@ -401,7 +419,9 @@ def describe_closure(c: dict) -> str:
         f"95% {f('mass_contour_coverage95')}; median closure mu scale {c['mu_scale']['median']:.3f}",
         f"offsets m_X {offset['m_x']:+.1f} GeV", f"m_Y {offset['m_y']:+.1f} GeV",
         f"interval scales mu {scale['mu']:.3f}", f"m_X {scale['m_x']:.3f}", f"m_Y {scale['m_y']:.3f}",
-    ])  # fmt: skip
+    ] + ([] if c.get("mass_jacobian") is None else [
+        "median slope G " + str([[round(e["median"], 3) for e in row] for row in c["mass_jacobian"]])
+    ]))  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -724,7 +744,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
             corrected, tests = closure_in_chunks(
                 out, f"mu_{i:02d}_closure", setup, {**step_config, "mu": mu},
                 jax.random.fold_in(k_closure, i), _pad(real.x, n_max), weight, m, closure_pool, region, chunk,
-                truth)  # fmt: skip
+                truth, args.paws_closure_jacobian)  # fmt: skip
             per_realisation = {k: np.asarray(v).tolist() for k, v in corrected._asdict().items()}
             row["paws_closure"] = {**closure_report(corrected, tests, real.mu, len(closure_pool)),
                                    "per_realisation": per_realisation}  # fmt: skip

@@ -214,6 +214,8 @@ def test_paws_drivers_quick(tmp_path):
     assert abs(closure["mu_scale"]["median"] - 1) < 0.05 and abs(closure["m_x_offset_gev"]["median"]) < 4
     scale = np.divide(rows[1]["per_realisation"]["mu_hat"], closure["per_realisation"]["mu_hat"])
     assert np.all(np.abs(scale - 1) < 0.05) and closure["summary"]["n"] == 2
+    slope = np.array([[entry["median"] for entry in row] for row in closure["mass_jacobian"]])
+    np.testing.assert_allclose(slope, np.eye(2), atol=0.15)  # the exact ratio follows the injected masses
     # look-elsewhere: 19 toys of 360 events from 5 x 360 more; a clear signal beats every toy (p = 1/20)
     assert res["background"]["look_elsewhere"]["toy_sample"] == 1800
     assert rows[1]["z_global"] == pytest.approx(rows[1]["z_global_max"]) == pytest.approx(1.645, abs=1e-3)

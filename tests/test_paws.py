@@ -29,6 +29,7 @@ from gbijax.inference import (
     landscape_intervals,
     landscape_region,
     mass_grid_points,
+    mass_tangents,
     measure_paws,
     measure_paws_closure,
     mixture_asimov_weights,
@@ -492,3 +493,48 @@ def test_mass_contour_adjustment_turns_a_quadratic_q_into_the_sandwich_form():
     np.testing.assert_allclose(one.mass_contour_adjustment(d[2]), adjusted[2] / q[2], rtol=1e-6)
     np.testing.assert_allclose(closures.mass_contour_adjustment(jnp.zeros((4, 2))),
                                1 / closures.mass_contour_scale, rtol=1e-6)  # fmt: skip
+
+
+@pytest.mark.slow  # compilation takes several seconds
+def test_closure_jacobian_recovers_a_linear_mass_map_and_corrects_through_it(x64):
+    """A ratio that reads the masses through ``A theta + b``: its fit of signal at ``theta`` is
+    ``A^-1 (theta - b)``, so the closure map's slope is ``G = A^-1`` exactly. Implicit
+    differentiation along the Asimov sample's tangents finds it, agrees with a finite difference of
+    the closure fit itself, and the corrected masses and the contour test become the exact ratio's."""
+    a, b = jnp.array([[1.1, 0.15], [0.05, 0.9]]), jnp.array([-0.02, 0.015])
+    warped = lambda x, theta: narrow(x, a @ theta + b)
+    config = GAUSS._replace(n_profile=0)
+    asimov_at = lambda m: _quadrature_asimov(m)[0]
+    n_b = 200 * 200
+    inj = jnp.array([0.1, *TRUTH])
+    weight = mixture_asimov_weights(n_b, asimov_at(inj[1:]).shape[0] - n_b, inj[0], 4000)
+    tangents = mass_tangents(asimov_at, inj[1:])
+    closure = paws_closure(warped, asimov_at(inj[1:]), inj, weight, config, 30, tangents)
+    np.testing.assert_allclose(closure.jacobian, jnp.linalg.inv(a), atol=2e-3)
+    h = 1e-3
+    moved = [paws_closure(warped, asimov_at(inj[1:] + h * e), inj.at[1:].add(h * e), weight, config,
+                          30).fitted[1:]
+             for e in jnp.eye(2)]  # fmt: skip
+    finite = jnp.stack([(f - closure.fitted[1:]) / h for f in moved], 1)
+    np.testing.assert_allclose(closure.jacobian, finite, atol=5e-3)
+    assert paws_closure(warped, asimov_at(inj[1:]), inj, weight, config, 30).jacobian is None
+    np.testing.assert_allclose(closure.mass_image(jnp.asarray(TRUTH)), closure.fitted[1:], atol=1e-12)
+    # measurements: the warped fit is A^-1 (exact - b); the slope carries it back to the exact one
+    keys = jax.random.split(jax.random.key(4), 3)
+    x = jax.vmap(lambda k: _gauss_data(k, 4000, 400, widths=(NARROW,)))(keys)
+    ones = jnp.ones(x.shape[:2])
+    exact = measure_paws(keys, x, ones, narrow, config, true_masses=TRUTH)
+    measured = measure_paws(keys, x, ones, warped, config, true_masses=TRUTH)
+    injected = closure_injection(measured)
+    asimov = jax.vmap(asimov_at)(injected[:, 1:])
+    slopes = mass_tangents(jax.vmap(asimov_at), injected[:, 1:])
+    corrected, closures = measure_paws_closure(measured, x, ones, asimov, n_b, warped, config,
+                                               true_masses=TRUTH, polish_steps=30,
+                                               asimov_tangents=slopes)  # fmt: skip
+    np.testing.assert_allclose(closures.jacobian, jnp.broadcast_to(jnp.linalg.inv(a), (3, 2, 2)), atol=2e-3)
+    np.testing.assert_allclose(corrected.m_x, exact.m_x, atol=2e-3)  # first order in a linear map: exact
+    np.testing.assert_allclose(corrected.m_y, exact.m_y, atol=2e-3)
+    np.testing.assert_allclose(corrected.q_masses_true, exact.q_masses_true, rtol=0.05, atol=0.05)
+    plain, _ = measure_paws_closure(measured, x, ones, asimov, n_b, warped, config, true_masses=TRUTH,
+                                    polish_steps=30)
+    assert np.max(np.abs(plain.m_x - exact.m_x)) > 5 * np.max(np.abs(corrected.m_x - exact.m_x))

@@ -242,8 +242,10 @@ def measure_paws(
 def closure_corrected(m: Measurements, closure: PawsClosure) -> Measurements:
     """PAWS measurements calibrated by their closure test: ``mu`` scaled, masses shifted, intervals resized.
 
-    With ``s = closure.mu_scale``, ``d = closure.mass_offset`` and ``c = closure.variance_scale``:
-    ``mu_hat -> mu_hat / s`` and each mass ``m_hat -> m_hat - d``; every interval keeps its
+    With ``s = closure.mu_scale``, ``d = closure.mass_correction`` (the offset ``g(m_hat) - m_hat``
+    carried back through the closure map's slope ``G``: ``G^-1`` times it) and
+    ``c = closure.variance_scale``: ``mu_hat -> mu_hat / s`` and each mass ``m_hat -> m_hat - d``; every
+    interval keeps its
     (asymmetric) shape about the moved estimate, each side scaled by ``sqrt(c)`` (and by ``1 / s``
     for ``mu``): ``lo -> hat' - sqrt(c) (hat - lo) / s``. A non-positive ``s`` gives NaN. ``q0``
     and ``z`` (a test of ``mu = 0``, which a rescaling of ``mu`` leaves alone) and
@@ -259,8 +261,9 @@ def closure_corrected(m: Measurements, closure: PawsClosure) -> Measurements:
         return [f32(new)] + [f32(new + stretch * (end - hat) / shift[1]) for end in ends]
 
     mu = move(m.mu_hat, (m.lo68, m.hi68, m.lo95, m.hi95), (0.0, scale), widen[..., 0])
-    m_x = move(m.m_x, (m.m_x_lo68, m.m_x_hi68), (closure.mass_offset[..., 0], 1.0), widen[..., 1])
-    m_y = move(m.m_y, (m.m_y_lo68, m.m_y_hi68), (closure.mass_offset[..., 1], 1.0), widen[..., 2])
+    shift = closure.mass_correction
+    m_x = move(m.m_x, (m.m_x_lo68, m.m_x_hi68), (shift[..., 0], 1.0), widen[..., 1])
+    m_y = move(m.m_y, (m.m_y_lo68, m.m_y_hi68), (shift[..., 1], 1.0), widen[..., 2])
     fields = ("mu_hat", "lo68", "hi68", "lo95", "hi95", "m_x", "m_x_lo68", "m_x_hi68", "m_y", "m_y_lo68",
               "m_y_hi68")  # fmt: skip
     return m._replace(**dict(zip(fields, mu + m_x + m_y, strict=True)))
@@ -289,6 +292,7 @@ def measure_paws_closure(
     asimov_axes=0,
     true_masses: tuple[float, float] | None = None,
     polish_steps: int = 12,
+    asimov_tangents=None,
 ) -> tuple[Measurements, PawsClosure]:
     """PAWS measurements of ``R`` realisations corrected by their closure tests, all at once.
 
@@ -298,9 +302,10 @@ def measure_paws_closure(
     at ``mu_inj`` (:func:`gbijax.inference.mixture_asimov_weights`) and fitted from the injected
     point (:func:`gbijax.inference.paws_closure`). The measurements are then calibrated by the
     result (:func:`closure_corrected`), and with ``true_masses`` the truth's ``-2 Delta l`` is
-    taken against the moved and resized contour: ``q(truth + offset)`` times
-    :meth:`PawsClosure.mass_contour_adjustment` of its displacement from the fitted masses, the
-    offset point clipped to the mass box.
+    taken against the moved and resized contour: ``q`` at the truth's image under the closure map
+    (:meth:`PawsClosure.mass_image`, clipped to the mass box; ``truth + offset`` without
+    ``asimov_tangents``) times :meth:`PawsClosure.mass_contour_adjustment` of its displacement
+    from the fitted masses.
 
     Args:
         measured: :func:`measure_paws`'s ``(R,)`` measurements of ``data``.
@@ -310,6 +315,11 @@ def measure_paws_closure(
         n_background: background events at the start of every closure sample (static).
         true_masses: ``(m_X, m_Y)`` (static) for ``q_masses_true`` (NaN without them).
         polish_steps: Levenberg-Marquardt steps of each closure fit.
+        asimov_tangents: the derivative of ``asimov_data`` with respect to the injected
+            ``(m_x, m_y)`` (a leading axis of 2 on every leaf, then the realisation axis where
+            ``asimov_axes`` says): measures the closure map's slope ``G``
+            (:attr:`PawsClosure.jacobian`) for the mass correction, the intervals and the contour
+            test. None: ``G`` taken as the identity.
 
     Returns:
         ``(corrected measurements, PawsClosure)``, both with a leading ``R`` axis.
@@ -318,15 +328,16 @@ def measure_paws_closure(
     closure_config = _closure_config(config, polish_steps)
     (mu_lo, mu_hi), (m_lo, m_hi) = config.mu_bounds, config.mass_bounds
 
-    def one(d, w, a, inj, q_true):
+    def one(d, w, a, inj, q_true, tangent):
         n_signal = jax.tree.leaves(a)[0].shape[0] - n_background
         a_weight = mixture_asimov_weights(n_background, n_signal, inj[0], jnp.sum(w))
+        tangents = None if tangent is None else (tangent,)
         closure = PawsClosure(inj, *_closure_core((log_ratio_fn,), (a,), a_weight.astype(inj.dtype), inj,
-                                                  closure_config))  # fmt: skip
+                                                  closure_config, tangents))  # fmt: skip
         if true_masses is None:  # the measured q belongs to the uncorrected contour
             return closure, jnp.full_like(q_true, jnp.nan)
         truth = jnp.asarray(true_masses, inj.dtype)
-        moved = jnp.clip(truth + closure.mass_offset, m_lo, m_hi)
+        moved = jnp.clip(closure.mass_image(truth), m_lo, m_hi)
         at = lambda t: _landscape((log_ratio_fn,), (d,), w, t[:1], t[1:], jnp.zeros(0, t.dtype), mu_lo, mu_hi,
                                   1, config.n_iter).log_likelihood[0, 0]  # fmt: skip
         q_moved = jnp.maximum(q_true + 2.0 * (at(truth) - at(moved)), 0.0)
@@ -334,8 +345,9 @@ def measure_paws_closure(
 
     q_true = measured.q_masses_true
     q_true = jnp.full(injected.shape[:1], jnp.nan) if q_true is None else jnp.asarray(q_true, injected.dtype)
-    closure, q_moved = jax.vmap(one, in_axes=(data_axes, 0, asimov_axes, 0, 0))(
-        data, weight, asimov_data, injected, q_true)
+    tangent_axes = None if asimov_tangents is None else jax.tree.map(lambda axis: axis + 1, asimov_axes)
+    closure, q_moved = jax.vmap(one, in_axes=(data_axes, 0, asimov_axes, 0, 0, tangent_axes))(
+        data, weight, asimov_data, injected, q_true, asimov_tangents)
     corrected = closure_corrected(measured, closure)
     return corrected._replace(q_masses_true=jnp.asarray(q_moved, jnp.float32)), closure
 

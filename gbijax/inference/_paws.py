@@ -91,7 +91,8 @@ __all__ = [
     "PawsBootstrap", "PawsClosure", "PawsConfig", "PawsFit", "StartFits", "ToyRatioData",
     "bootstrap_paws", "classifier_log_ratio", "fit_paws", "fit_starts", "global_p_value",
     "global_significance", "kappa_from_background", "kappa_from_counts", "landscape_intervals",
-    "landscape_region", "mass_grid_points", "mixing_fractions", "mu_alpha_landscape", "null_scan_q0",
+    "landscape_region", "mass_grid_points", "mass_tangents", "mixing_fractions", "mu_alpha_landscape",
+    "null_scan_q0",
     "parametric_inputs", "parametric_logit", "parametric_training_set", "paws_landscape",
     "paws_closure", "paws_log_likelihood", "pooled_kappa_log_weights", "scan_q0", "toy_log_ratio",
     "toy_log_ratio_fn", "toy_ratio_data",
@@ -1246,12 +1247,16 @@ class PawsClosure(NamedTuple):
             the true one, ``I^-1 J I^-1`` with ``J = sum_i w_i s_i s_i^T`` the spread of the per-event
             scores ``s_i = d l_i / dp`` under the injected distribution (equal to ``I^-1`` for an
             exact ratio).
+        jacobian: ``(..., 2, 2)`` ``G = d(fitted m_x, m_y) / d(injected m_x, m_y)``, the slope of the
+            closure map ``g`` at the injected point (identity for an exact ratio), or None when it was
+            not measured (then taken as the identity: the offset is the same at every mass).
     """
 
     injected: jax.Array
     fitted: jax.Array
     covariance: jax.Array
     sandwich: jax.Array
+    jacobian: jax.Array | None = None
 
     @property
     def mu_scale(self) -> jax.Array:
@@ -1264,12 +1269,52 @@ class PawsClosure(NamedTuple):
         return self.fitted[..., 1:3] - self.injected[..., 1:3]
 
     @property
-    def variance_scale(self) -> jax.Array:
-        """``(..., P)`` sandwich over model variance, per parameter (1 when calibrated).
+    def mass_jacobian(self) -> jax.Array:
+        """``(..., 2, 2)`` :attr:`jacobian`, the identity where it was not measured."""
+        eye = jnp.eye(2, dtype=self.covariance.dtype)
+        if self.jacobian is None:
+            return jnp.broadcast_to(eye, self.covariance.shape[:-2] + (2, 2))
+        return self.jacobian
 
-        Its square root is how much wider than the fit's own intervals the estimator scatters."""
+    @property
+    def mass_correction(self) -> jax.Array:
+        """``(..., 2)`` what to subtract from the fitted masses: ``G^-1 (g(m_hat) - m_hat)``.
+
+        The first-order solution of ``g(m) = m_hat`` about the injected ``m_hat``; with ``G = 1``
+        it is :attr:`mass_offset`.
+        """
+        return jnp.linalg.solve(self.mass_jacobian, self.mass_offset[..., None])[..., 0]
+
+    def mass_image(self, masses: ArrayLike) -> jax.Array:
+        """``(..., 2)`` where a fit lands, to first order, for signal at ``masses``: ``g(masses)``.
+
+            g(m) ~ g(m_inj) + G (m - m_inj)
+
+        The contour of a fit is a region for ``g(truth)``, not for the truth: the truth lies
+        inside the calibrated contour when its image does.
+
+        >>> c = PawsClosure(jnp.array([0.1, 0.5, 0.1]), jnp.array([0.1, 0.52, 0.1]), jnp.eye(3), jnp.eye(3),
+        ...                 jnp.array([[2.0, 0.0], [0.0, 1.0]]))
+        >>> [round(v, 3) for v in c.mass_image(jnp.array([0.6, 0.1])).tolist()]
+        [0.72, 0.1]
+        """
+        step = jnp.asarray(masses) - self.injected[..., 1:3]
+        return self.fitted[..., 1:3] + jnp.einsum("...ij,...j->...i", self.mass_jacobian, step)
+
+    @property
+    def variance_scale(self) -> jax.Array:
+        """``(..., P)`` the corrected estimates' variance over the model's, per parameter (1 when calibrated).
+
+        Its square root is how much wider than the fit's own intervals the estimator scatters:
+        ``S_pp / C_pp`` from the sandwich ``S``; for the masses, corrected through
+        :attr:`mass_correction`, ``S_m`` is carried back to the truth's coordinates,
+        ``G^-1 S_m G^-T``."""
         diag = lambda c: jnp.diagonal(c, axis1=-2, axis2=-1)
-        return diag(self.sandwich) / diag(self.covariance)
+        inv = jnp.linalg.inv(self.mass_jacobian)
+        masses = jnp.einsum("...ij,...jk,...lk->...il", inv, self.sandwich[..., 1:3, 1:3], inv)
+        variance = diag(self.sandwich)
+        corrected = jnp.concatenate([variance[..., :1], diag(masses), variance[..., 3:]], -1)
+        return corrected / diag(self.covariance)
 
     @property
     def mass_contour_scale(self) -> jax.Array:
@@ -1309,28 +1354,65 @@ class PawsClosure(NamedTuple):
                          1.0 / self.mass_contour_scale)  # fmt: skip
 
 
+def mass_tangents(make_data: Callable[[jax.Array], Any], masses: ArrayLike) -> Any:
+    """The derivative of ``make_data(masses)`` along ``m_x`` and along ``m_y``: a leading axis of 2.
+
+    ``make_data`` simulates a closure data set at ``masses`` (``(..., 2)``, every row moved
+    together) with fixed random numbers, so its events move smoothly with the masses; the result
+    is what :func:`paws_closure` takes as ``data_tangents`` (forward-mode, one pass per mass).
+
+    >>> mass_tangents(lambda m: {"x": m[0] * jnp.ones(3) + m[1]}, jnp.array([0.5, 0.1]))["x"].tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
+    masses = jnp.asarray(masses)
+    along = lambda e: jax.jvp(make_data, (masses,), (jnp.broadcast_to(e, masses.shape),))[1]
+    return jax.vmap(along)(jnp.eye(2, dtype=masses.dtype))
+
+
 def _closure_config(config: PawsConfig, polish_steps: int) -> PawsConfig:
     """One start, no landscape, no profiles: Levenberg-Marquardt from the injected point only."""
     return config._replace(n_steps=0, grid_points=0, n_profile=0, n_best=1, polish_steps=polish_steps)
 
 
 @partial(jax.jit, static_argnames=("fns", "config"))
-def _closure_core(fns, datas, weight, injected, config: PawsConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(fitted, I^-1, I^-1 J I^-1)`` of the Asimov fit from ``injected`` (see :class:`PawsClosure`)."""
+def _closure_core(fns, datas, weight, injected, config: PawsConfig, tangents=None):
+    """``(fitted, I^-1, I^-1 J I^-1, G)`` of the Asimov fit from ``injected`` (see :class:`PawsClosure`)."""
     fit = _fit_core(fns, datas, weight, jax.random.key(0), injected[None, 1:], config)
     p = fit.vector
     ordered = _mass_ordered(fns, config)
-    per_event = lambda q: jax.vmap(lambda r: mixture_log_likelihood(q[0], r[None]))(
-        _log_lambda(ordered, datas, q[1:3], q[3:]))
-    scores = jax.jacfwd(per_event)(p)  # (N, P): P forward passes
+    per_event = lambda q, d: jax.vmap(lambda r: mixture_log_likelihood(q[0], r[None]))(
+        _log_lambda(ordered, d, q[1:3], q[3:]))
+    scores = jax.jacfwd(per_event)(p, datas)  # (N, P): P forward passes
     w = jnp.ones(scores.shape[0], p.dtype) if weight is None else jnp.asarray(weight, p.dtype)
     spread = jnp.einsum("n,ni,nj->ij", w, scores, scores)
-    return p, fit.covariance, fit.covariance @ spread @ fit.covariance
+    jacobian = None if tangents is None else _closure_jacobian(
+        lambda d: jnp.einsum("n,ni->i", w, jax.jacfwd(per_event)(p, d)), datas, tangents, p, fit.covariance,
+        config)  # fmt: skip
+    return p, fit.covariance, fit.covariance @ spread @ fit.covariance, jacobian
+
+
+def _closure_jacobian(total_score, datas, tangents, p, covariance, config: PawsConfig) -> jax.Array:
+    """``G = d p_hat / d theta_inj`` (mass block) by implicit differentiation of the fit's stationarity.
+
+    At the fit ``s(p_hat, theta) = 0`` for the total score ``s = dl/dp``, so
+    ``dp_hat/dtheta = -H^-1 ds/dtheta = I^-1 ds/dtheta``; ``ds/dtheta`` is the score's derivative
+    along the data's ``tangents`` (one per injected mass). The identity where this does not hold
+    or cannot be inverted: a fitted mass on the box edge, a non-finite result, or ``det G < 1/4``
+    (the fit hardly follows the injected masses, and ``G^-1`` would amplify noise).
+    """
+    ds = jax.vmap(lambda t: jax.jvp(total_score, (datas,), (t,))[1], out_axes=1)(tangents)  # (P, 2)
+    g = (covariance @ ds)[1:3]
+    lo, hi = config.mass_bounds
+    span = 1e-6 * (hi - lo)
+    inside = jnp.all((p[1:3] > lo + span) & (p[1:3] < hi - span))
+    usable = inside & jnp.all(jnp.isfinite(g)) & (jnp.linalg.det(g) > 0.25)
+    return jnp.where(usable, g, jnp.eye(2, dtype=g.dtype))
 
 
 def paws_closure(
     log_ratio_fn: LogRatioFn | Sequence[LogRatioFn], data: Any, injected: ArrayLike,
     weight: ArrayLike | None = None, config: PawsConfig = PawsConfig(), polish_steps: int = 12,
+    data_tangents: Any = None,
 ) -> PawsClosure:  # fmt: skip
     """Closure test: the PAWS fit of the Asimov data set of signal injected at ``injected``.
 
@@ -1340,16 +1422,18 @@ def paws_closure(
     (the Asimov property); a learned one fits ``g(theta)``, and the difference is the fit's bias
     there. Injected at a data set's own fit ``theta_hat``, it gives the first-order correction
 
-        ``m_corrected = m_hat - (g_m(theta_hat) - m_hat)``,  ``mu_corrected = mu_hat / (g_mu / mu_inj)``
+        ``m_corrected = m_hat - G^-1 (g_m(theta_hat) - m_hat)``,  ``mu_corrected = mu_hat / (g_mu / mu_inj)``
 
-    (the same shift and scale move the intervals and contours), which needs no truth: only the
-    generator and the signal simulation. The same data set gives the interval sizes: a learned
-    ratio is a misspecified model, whose estimator scatters with the sandwich covariance
-    ``I^-1 J I^-1`` rather than the ``I^-1`` its likelihood curvature assumes, so the intervals
-    widen by ``sqrt(variance_scale)`` and ``-2 Delta l`` of the masses is rescaled in each direction
-    (:meth:`PawsClosure.mass_contour_adjustment`; :func:`gbijax.inference.closure_corrected`,
-    :func:`gbijax.inference.measure_paws_closure`). The fit is Levenberg-Marquardt in all
-    parameters from the injected point (``polish_steps`` steps, no random starts or landscape):
+    with ``G`` the slope of ``g_m`` there (measured with ``data_tangents``; else 1: the same
+    offset at every mass). The same shift and scale move the intervals and contours, and all of
+    it needs no truth: only the generator and the signal simulation. The same data set gives the
+    interval sizes: a learned ratio is a misspecified model, whose estimator scatters with the
+    sandwich covariance ``I^-1 J I^-1`` rather than the ``I^-1`` its likelihood curvature
+    assumes, so the intervals widen by ``sqrt(variance_scale)`` and ``-2 Delta l`` of the masses
+    is rescaled in each direction (:meth:`PawsClosure.mass_contour_adjustment`;
+    :func:`gbijax.inference.closure_corrected`, :func:`gbijax.inference.measure_paws_closure`).
+    The fit is Levenberg-Marquardt in all parameters from the injected point (``polish_steps``
+    steps, no random starts or landscape):
     cheap, and vmap-able over data sets through its data and ``injected``.
 
     Args:
@@ -1360,6 +1444,10 @@ def paws_closure(
         weight: ``(N,)`` the Asimov weights of the events.
         config: :class:`PawsConfig` (bounds, ``ordered``, ``n_iter``).
         polish_steps: Levenberg-Marquardt steps (it stops earlier once converged).
+        data_tangents: the derivative of ``data`` with respect to the injected ``(m_x, m_y)``: the
+            same pytree with a leading axis of 2 on every leaf (:func:`mass_tangents` of the function
+            that simulates the data at given masses with a fixed key). Gives
+            :attr:`PawsClosure.jacobian` (implicit differentiation of the fit); None: not measured.
 
     Returns:
         :class:`PawsClosure` with ``mu_scale``, ``mass_offset`` and, from the sandwich
@@ -1375,7 +1463,8 @@ def paws_closure(
         raise ValueError(f"injected must be (mu, m_x, m_y{', alpha' * (len(fns) - 1)}): shape "
                          f"({2 + len(fns)},); got {injected.shape}")  # fmt: skip
     _validate_starts(injected[None, 1:], len(fns), config)
-    fitted = _closure_core(fns, datas, weight, injected, _closure_config(config, polish_steps))
+    tangents = None if data_tangents is None else _modes(log_ratio_fn, data_tangents)[1]
+    fitted = _closure_core(fns, datas, weight, injected, _closure_config(config, polish_steps), tangents)
     return PawsClosure(injected, *fitted)
 
 
