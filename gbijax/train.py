@@ -20,15 +20,17 @@ fold, a bootstrap) is expressed as weights over one fixed array and still vmaps.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = ["History", "TrainConfig", "TrainState", "fit", "history", "init_state", "make_optimizer",
-           "train", "weighted_mean"]  # fmt: skip
+           "train", "train_population", "weighted_mean"]  # fmt: skip
 
 Params = Any
 Data = dict[str, jax.Array]
@@ -207,12 +209,20 @@ def train(
         )
 
     def running(s: TrainState):
-        go = s.epoch < jnp.minimum(until, config.epochs)
-        if config.patience > 0:
-            go &= (s.best_epoch < 0) | (s.epoch - s.best_epoch <= config.patience)
-        return go
+        return (s.epoch < until) & _still_training(s.epoch, s.best_epoch, config)
 
     return jax.lax.while_loop(running, epoch_body, state)
+
+
+def _still_training(epoch, best_epoch, config: TrainConfig):
+    """:func:`train`'s loop condition without ``until_epoch``: epochs left and not stopped early.
+
+    Plain array arithmetic, so it serves the traced loop and the host (NumPy) alike.
+    """
+    go = epoch < config.epochs
+    if config.patience > 0:
+        go = go & ((best_epoch < 0) | (epoch - best_epoch <= config.patience))
+    return go
 
 
 def history(state: TrainState) -> History:
@@ -247,3 +257,83 @@ def fit(
     """
     state = train(init_state(params, train_data, config), key, loss_fn, train_data, val_data, config)
     return state.best_params, history(state)
+
+
+Advance = Callable[[TrainState, Any, Any, jax.Array], TrainState]
+"""``advance(state, member, shared, until_epoch) -> state``: one member's :func:`train` call."""
+
+
+def train_population(
+    advance: Advance,
+    state: TrainState,
+    members: Any,
+    config: TrainConfig,
+    segment_epochs: int | None = None,
+    shared: Any = None,
+) -> TrainState:
+    """Train a stacked population of members, dropping the finished ones every few epochs.
+
+    Why: ``jax.vmap`` of a training with early stopping is one ``while_loop`` that runs until its
+    *last* member stops; finished members are still computed (and masked), so every member costs
+    as much as the slowest. Here the members train together for ``segment_epochs`` epochs; then
+    the host looks which are still running (the condition of :func:`train`'s loop) and only
+    those are gathered for the next segment, and so on until none runs. The cost is about the sum
+    of the members' epochs (each rounded up to a segment) instead of members x the most epochs.
+
+    The running members are padded up to a power of two (at most the population) with copies of
+    one of them, whose results are dropped, so only ``O(log M)`` batch sizes compile. As epoch
+    ``e`` of :func:`train` uses ``fold_in(key, e)``, each member's result is the one of a single
+    ``jax.vmap`` over the population: the same epochs, parameters equal up to the float rounding
+    of another batch size. The host decides between segments, so this cannot run inside ``jit``
+    or ``vmap``.
+
+    >>> cfg = TrainConfig(epochs=60, batch_size=32, learning_rate=0.2, patience=2)
+    >>> x = jax.random.normal(jax.random.key(0), (4, 256)) * jnp.arange(1.0, 5.0)[:, None]
+    >>> def advance(state, x, shared, until):  # member: its own data set
+    ...     loss = lambda p, key, batch: (batch["x"] - p) ** 2
+    ...     return train(state, jax.random.key(1), loss, {"x": x}, None, cfg, until)
+    >>> start = jax.vmap(lambda x: init_state(jnp.zeros(()), {"x": x}, cfg))(x)
+    >>> done = train_population(advance, start, x, cfg, segment_epochs=4)
+    >>> one_program = jax.vmap(lambda s, x: advance(s, x, None, None))(start, x)
+    >>> len(set(done.epoch.tolist())) > 1  # the members stop at different epochs ...
+    True
+    >>> done.epoch.tolist() == one_program.epoch.tolist()  # ... the same as in one program
+    True
+
+    Args:
+        advance: ``advance(state, member, shared, until_epoch) -> state``, one member's training
+            from ``state.epoch`` up to ``until_epoch`` (None: to the end), normally a call of
+            :func:`train` with the member's own key, loss and data. A static argument: pass the
+            same function object again to reuse the compiled segments.
+        state: the members' :class:`TrainState` stacked on a leading member axis (e.g. a
+            ``jax.vmap`` of :func:`init_state`).
+        members: the members' own arguments, a pytree of arrays with the same leading axis.
+        config: the :class:`TrainConfig` of every member (its ``epochs`` and ``patience`` tell
+            which members still run).
+        segment_epochs: epochs between compactions; 0 or None: one segment, i.e. one vmapped
+            program for the whole training.
+        shared: arrays every member reads, passed to ``advance`` unbatched (not copied per member).
+
+    Returns:
+        The members' final states, in their order.
+    """
+    n_members = state.epoch.shape[0]
+    segment = segment_epochs or config.epochs
+    while True:
+        epoch, best_epoch = (np.asarray(v) for v in jax.device_get((state.epoch, state.best_epoch)))
+        running = np.flatnonzero(_still_training(epoch, best_epoch, config))
+        if running.size == 0:
+            return state
+        size = min(1 << (running.size - 1).bit_length(), n_members)
+        pad = size - running.size
+        take = np.concatenate([running, np.full(pad, running[0])])  # padding: a running member again
+        put = np.concatenate([running, np.full(pad, n_members)])  # ... whose copies are dropped
+        state = _advance_subset(advance, segment, state, members, shared, take, put)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _advance_subset(advance: Advance, segment_epochs: int, state: TrainState, members, shared, take, put):
+    """Members ``take`` run ``segment_epochs`` more epochs and go back to ``put`` (out of range: dropped)."""
+    sub_state, sub_members = jax.tree.map(lambda v: v[take], (state, members))
+    new = jax.vmap(lambda s, m: advance(s, m, shared, s.epoch + segment_epochs))(sub_state, sub_members)
+    return jax.tree.map(lambda v, n: v.at[put].set(n, mode="drop"), state, new)

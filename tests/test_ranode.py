@@ -1,4 +1,4 @@
-"""R-ANODE with the exact toy background: recovery of mu, k-fold, both modes, sampling."""
+"""R-ANODE with the exact toy background: recovery of mu, k-fold, both modes, sampling, compaction."""
 
 import jax
 import jax.numpy as jnp
@@ -102,3 +102,29 @@ def test_weights_remove_events_exactly(toy_sr):
     assert np.all(np.asarray(res.log_ratio)[::3] != 0.0)  # still scored ...
     doubled = fit_ranode(jax.random.key(7), u, log_pb, 2.0 * weight, cfg)
     assert float(doubled.q0) == pytest.approx(2.0 * float(res.q0), rel=0.05)  # ... but weighted
+
+
+def test_compacted_training_equals_one_program(toy_sr):
+    # 4 scan flows (2 folds x 2 w) stopping at different epochs (patience 5, at most 25 epochs),
+    # the stopped ones dropped every 4 epochs
+    _, _, _, u, log_pb = toy_sr
+    cfg = TINY._replace(mode="scan", w_grid=(0.05, 0.15))
+    weight = jnp.ones(len(u))
+    one = fit_ranode(jax.random.key(8), u, log_pb, weight, cfg)
+    compacted = fit_ranode(jax.random.key(8), u, log_pb, weight, cfg._replace(segment_epochs=4))
+    epochs = np.asarray(one.epochs_run)
+    assert epochs.shape == (2, 2, 1) and len(set(epochs.ravel().tolist())) > 2
+    np.testing.assert_array_equal(np.asarray(compacted.epochs_run), epochs)
+    np.testing.assert_allclose(compacted.profile_log_likelihood, one.profile_log_likelihood,
+                               rtol=1e-4, atol=1e-3)
+    assert float(compacted.mu_hat) == pytest.approx(float(one.mu_hat), rel=1e-4)
+
+
+def test_compacted_training_refuses_jit_and_vmap(toy_sr):
+    _, _, _, u, log_pb = toy_sr
+    cfg = TINY._replace(segment_epochs=4)
+    run = lambda uu: fit_ranode(jax.random.key(0), uu, log_pb, jnp.ones(len(u)), cfg).mu_hat
+    with pytest.raises(ValueError, match="cannot run inside jit or vmap"):
+        jax.jit(run)(u)
+    with pytest.raises(ValueError, match="cannot run inside jit or vmap"):
+        jax.vmap(run)(u[None])

@@ -1,11 +1,11 @@
-"""The generic pure trainer: exact optimum, early stopping, vmap over keys and weights, resume."""
+"""The generic pure trainer: exact optimum, early stopping, vmap over keys and weights, resume, compaction."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gbijax.train import TrainConfig, fit, history, init_state, train
+from gbijax.train import TrainConfig, fit, history, init_state, train, train_population
 
 
 def _quadratic(params, key, batch):
@@ -75,6 +75,34 @@ def test_interrupted_training_resumes_bit_exactly():
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(history(resumed).epochs_run) == 12
+
+
+def test_compacted_population_equals_one_vmapped_program():
+    # five members with their own data and keys stop early at different epochs (5 to 14); with a
+    # compaction every 3 epochs the segments run 5, 5, 4, 4 (3 running + 1 copy) and 1 members
+    cfg = TrainConfig(epochs=40, batch_size=32, learning_rate=0.02, patience=2)
+    scale = jnp.array([0.5, 1.0, 2.0, 3.0, 4.0])
+    x = jax.random.normal(jax.random.key(5), (5, 256)) * scale[:, None] + 1.0
+    val = jax.random.normal(jax.random.key(6), (5, 128)) * scale[:, None] + 1.0
+    keys = jax.random.split(jax.random.key(7), 5)
+
+    def advance(state, member, shared, until):
+        key, x, val = member
+        return train(state, key, _quadratic, {"x": x}, {"x": val}, cfg, until)
+
+    start = jax.vmap(lambda x: init_state(jnp.zeros(()), {"x": x}, cfg))(x)
+    compacted = train_population(advance, start, (keys, x, val), cfg, segment_epochs=3)
+    params, hist = jax.vmap(lambda k, x, v: fit(k, jnp.zeros(()), _quadratic, {"x": x}, {"x": v}, cfg))(
+        keys, x, val)
+    epochs = np.asarray(hist.epochs_run)
+    assert len(set(epochs.tolist())) >= 4 and epochs.max() < 40  # they do stop at different epochs
+    np.testing.assert_array_equal(np.asarray(compacted.epoch), epochs)
+    np.testing.assert_array_equal(np.asarray(compacted.best_epoch), np.asarray(hist.best_epoch))
+    np.testing.assert_allclose(compacted.best_params, params, rtol=1e-5)
+    np.testing.assert_allclose(compacted.val_loss, hist.val_loss, rtol=1e-5)  # NaN after the last epoch
+    # no segments: one vmapped program over the whole training
+    whole = train_population(advance, start, (keys, x, val), cfg)
+    np.testing.assert_array_equal(np.asarray(whole.epoch), epochs)
 
 
 def test_mismatched_event_axes_rejected():

@@ -33,7 +33,10 @@ Two modes:
   The reference smooths this curve with a Gaussian process; here it is used as it is.
 
 The scan over ``(fold, w, seed)`` trains as one vmapped program, and :func:`fit_ranode` vmaps
-again over data realisations (fixed-shape arrays, per-event weights).
+again over data realisations (fixed-shape arrays, per-event weights). With
+``RanodeConfig.segment_epochs > 0`` the flows instead train with
+:func:`gbijax.train.train_population`, which drops the flows that stopped early every few epochs
+(one measurement at a time, outside ``jit``).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from gbijax.inference._stats import (
     profile_scan,
     wilks_threshold,
 )
-from gbijax.train import TrainConfig, fit
+from gbijax.train import TrainConfig, TrainState, init_state, train, train_population
 
 __all__ = ["MODES", "RanodeConfig", "RanodeResult", "fit_ranode", "ranode_signal_log_prob",
            "sample_signal_model", "signal_coordinates"]  # fmt: skip
@@ -81,6 +84,13 @@ class RanodeConfig(NamedTuple):
         w_init: initial ``w`` of the learned mode.
         n_bootstrap: learned mode: bootstrap replicas per fold whose spread of ``mu_hat`` is the
             shape uncertainty in the intervals (0: plain Wilks intervals; needs >= 2 to act).
+        segment_epochs: 0 (default): all signal flows train as one vmapped program, which runs
+            until the last flow stops early, so every flow costs as much as the slowest. > 0:
+            every that many epochs the flows that stopped are dropped and the others go on in a
+            smaller batch (:func:`gbijax.train.train_population`), so the cost follows the sum
+            of the flows' epochs; the same flows and epochs, parameters up to float rounding. The
+            host decides between segments, so :func:`fit_ranode` then cannot run inside an outer
+            ``jit`` or ``vmap`` (e.g. :func:`gbijax.inference.measure_ranode`).
     """
 
     flow: SplineFlowConfig = RANODE_SIGNAL_FLOW
@@ -94,6 +104,7 @@ class RanodeConfig(NamedTuple):
     val_fraction: float = 0.2
     w_init: float = 0.01
     n_bootstrap: int = 4
+    segment_epochs: int = 0
 
 
 class RanodeResult(NamedTuple):
@@ -177,19 +188,23 @@ def _gather(data: dict, idx):
     return {name: v[idx] for name, v in data.items()}
 
 
-def _train_members(key, flow: Generator, config: RanodeConfig, data: dict, train_idx, val_idx):
-    """Train every signal flow of the measurement in one flat vmap.
+class _Member(NamedTuple):
+    """One signal flow of a measurement (arrays; stacked, the flat member axis)."""
+
+    key: jax.Array
+    fold: jax.Array  # the fold it is trained for (it never sees that fold)
+    w: jax.Array  # the fixed signal fraction (scan mode)
+    bagged: jax.Array  # a bootstrap replica (learned mode)
+
+
+def _members(key, config: RanodeConfig) -> _Member:
+    """Every signal flow of the measurement, flattened into one member axis.
 
     Members are ``(fold, seed)`` (learned mode) or ``(fold, w, seed)`` (scan mode), flattened
-    into one axis (nested vmaps of the early-stopping loop are avoided). A member's data are
-    index arrays into the shared event arrays, so the events are never copied per member.
-    Seeds are shared across ``w`` so that the scan compares like with like. In learned mode
-    ``n_bootstrap`` more members per fold train on bootstrap replicas: their training and
-    validation weights are multiplied by their own Poisson(1) draws.
-
-    Returns:
-        ``((params, epochs run), replica params)``: leading axes ``(k, S)`` or ``(k, W, S)``, and
-        ``(k, B)`` for the replicas.
+    (nested vmaps of the early-stopping loop are avoided). Seeds are shared across ``w`` so that
+    the scan compares like with like. In learned mode ``n_bootstrap`` more members per fold train
+    on bootstrap replicas: their training and validation weights are multiplied by their own
+    Poisson(1) draws.
     """
     k, s = config.k_folds, config.n_seeds
     learned = config.mode == "learned"
@@ -205,33 +220,88 @@ def _train_members(key, flow: Generator, config: RanodeConfig, data: dict, train
     fold = jnp.concatenate([fold, jnp.repeat(jnp.arange(k), b)])
     w = jnp.concatenate([w, jnp.full(k * b, 0.5, w.dtype)])
     keys = jnp.concatenate([keys, jax.random.split(jax.random.fold_in(key, 1), k * b)])
-    bagged = jnp.arange(fold.shape[0]) >= k * n_w * s
-    a0 = jnp.log(config.w_init / (1 - config.w_init)) / W_SCALE
+    return _Member(keys, fold, w, jnp.arange(fold.shape[0]) >= k * n_w * s)
 
-    def loss(params, _, batch, w_fixed):
+
+def _member_problem(config: RanodeConfig, member: _Member, shared):
+    """One member's training key, loss and training and validation data.
+
+    ``shared = (data, train_idx, val_idx)``: the member's data are index arrays into the shared
+    event arrays, so the events are never copied per member.
+    """
+    data, train_idx, val_idx = shared
+    flow = spline_flow(config.flow)
+    learned = config.mode == "learned"
+    weight = data["weight"]
+    if learned and config.n_bootstrap:  # static: no draws at all (scan mode, or no replicas)
+        boot = poisson_weights(jax.random.fold_in(member.key, 1), weight.shape[0], 1)[0]
+        weight = weight * jnp.where(member.bagged, boot, 1.0)
+
+    def loss(params, _, batch):
         u = data["u"][batch["i"]]
         log_ps = flow.log_prob(params["flow"], u, jnp.zeros((u.shape[0], 0)))
-        return _mixture_nll(log_ps, data["log_pb"][batch["i"]], _w(params["a"]) if learned else w_fixed)
+        return _mixture_nll(log_ps, data["log_pb"][batch["i"]], _w(params["a"]) if learned else member.w)
 
-    def one(member_key, f, w_fixed, bag):
-        k_init, k_fit = jax.random.split(member_key)
-        k_boot = jax.random.fold_in(member_key, 1)
-        params = {"flow": flow.init(k_init), "a": a0}
-        tr, va = train_idx[f], val_idx[f]
-        replica = data["weight"]
-        if b:  # static: no draws at all (scan mode, or no replicas)
-            replica = replica * jnp.where(bag, poisson_weights(k_boot, replica.shape[0], 1)[0], 1.0)
-        best, hist = fit(k_fit, params, lambda p, kk, b: loss(p, kk, b, w_fixed),
-                         {"i": tr, "weight": replica[tr]}, {"i": va, "weight": replica[va]},
-                         config.train)  # fmt: skip
-        return best, hist.epochs_run
+    tr, va = train_idx[member.fold], val_idx[member.fold]
+    k_fit = jax.random.split(member.key)[1]
+    return k_fit, loss, {"i": tr, "weight": weight[tr]}, {"i": va, "weight": weight[va]}
 
-    params, epochs = jax.vmap(one)(keys, fold, w, bagged)
-    n_main = k * n_w * s
-    main_shape = (k, s) if learned else (k, n_w, s)
+
+def _init_members(key, config: RanodeConfig, shared) -> tuple[_Member, TrainState]:
+    """The members and their stacked initial training states."""
+    members = _members(key, config)
+    a0 = jnp.log(config.w_init / (1 - config.w_init)) / W_SCALE
+
+    def one(member: _Member) -> TrainState:
+        params = {"flow": spline_flow(config.flow).init(jax.random.split(member.key)[0]), "a": a0}
+        return init_state(params, _member_problem(config, member, shared)[2], config.train)
+
+    return members, jax.vmap(one)(members)
+
+
+_init_members_jit = jax.jit(_init_members, static_argnames="config")
+
+
+@functools.cache
+def _member_advance(config: RanodeConfig):
+    """The ``advance`` of :func:`gbijax.train.train_population`, one function per config.
+
+    Cached, so that every measurement with the same config reuses the compiled segments.
+    """
+
+    def advance(state: TrainState, member: _Member, shared, until_epoch) -> TrainState:
+        key, loss, train_data, val_data = _member_problem(config, member, shared)
+        return train(state, key, loss, train_data, val_data, config.train, until_epoch)
+
+    return advance
+
+
+def _train_members(key, config: RanodeConfig, data: dict, train_idx, val_idx):
+    """Train every signal flow of the measurement (:func:`_members`).
+
+    One vmapped program (traceable) when ``config.segment_epochs`` is 0, else
+    :func:`gbijax.train.train_population` with a compaction every ``segment_epochs`` epochs
+    (on the host: concrete arrays only).
+
+    Returns:
+        ``((params, epochs run), replica params)``: leading axes ``(k, S)`` or ``(k, W, S)``, and
+        ``(k, B)`` for the replicas.
+    """
+    shared = (data, train_idx, val_idx)
+    advance = _member_advance(config)
+    if config.segment_epochs:
+        members, states = _init_members_jit(key, config, shared)
+        states = train_population(advance, states, members, config.train, config.segment_epochs, shared)
+    else:
+        members, states = _init_members(key, config, shared)
+        states = jax.vmap(lambda st, m: advance(st, m, shared, None))(states, members)
+    k, s, learned = config.k_folds, config.n_seeds, config.mode == "learned"
+    main_shape = (k, s) if learned else (k, len(config.w_grid), s)
+    n_main = int(np.prod(main_shape))
     split = lambda v, lo, hi, shp: v[lo:hi].reshape(*shp, *v.shape[1:])
-    main = jax.tree.map(lambda v: split(v, 0, n_main, main_shape), (params, epochs))
-    replicas = jax.tree.map(lambda v: split(v, n_main, None, (k, b)), params)
+    main = jax.tree.map(lambda v: split(v, 0, n_main, main_shape), (states.best_params, states.epoch))
+    b = config.n_bootstrap if learned else 0
+    replicas = jax.tree.map(lambda v: split(v, n_main, None, (k, b)), states.best_params)
     return main, replicas
 
 
@@ -266,7 +336,6 @@ def _profile(log_ratio_w, weight, grid):
     return jnp.concatenate([jnp.zeros(1, terms.dtype), jnp.sum(weight * terms, axis=1)])
 
 
-@functools.partial(jax.jit, static_argnames=("config", "return_params"))
 def fit_ranode(
     key: jax.Array,
     u: jax.Array,
@@ -288,18 +357,50 @@ def fit_ranode(
 
     Returns:
         A :class:`RanodeResult`. ``jax.vmap`` over ``key, u, log_pb, weight`` measures many
-        data realisations in one program.
+        data realisations in one program (not with ``config.segment_epochs > 0``).
+
+    Raises:
+        ValueError: an unknown ``config.mode``, or ``config.segment_epochs > 0`` inside ``jit``
+            or ``vmap`` (the compaction between segments runs on the host).
     """
     if config.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
-    flow = spline_flow(config.flow)
+    if not config.segment_epochs:
+        return _fit_ranode_one_program(key, u, log_pb, weight, config, return_params)
+    if any(isinstance(v, jax.core.Tracer) for v in (key, u, log_pb, weight)):
+        raise ValueError(
+            "fit_ranode with config.segment_epochs > 0 cannot run inside jit or vmap (e.g. "
+            "measure_ranode): it drops the stopped flows between segments on the host; use "
+            "segment_epochs=0 there, or call it once per measurement"
+        )
+    data, (test_idx, train_idx, val_idx), k_train = _prepare_jit(key, u, log_pb, weight, config)
+    trained = _train_members(k_train, config, data, train_idx, val_idx)
+    return _evaluate_jit(trained, data, test_idx, weight, config, return_params)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "return_params"))
+def _fit_ranode_one_program(key, u, log_pb, weight, config: RanodeConfig, return_params: bool):
+    """:func:`fit_ranode` as one program (``segment_epochs == 0``)."""
+    data, (test_idx, train_idx, val_idx), k_train = _prepare(key, u, log_pb, weight, config)
+    trained = _train_members(k_train, config, data, train_idx, val_idx)
+    return _evaluate(trained, data, test_idx, weight, config, return_params)
+
+
+def _prepare(key, u, log_pb, weight, config: RanodeConfig):
+    """The events padded to a multiple of ``k``, the fold index tables and the training key."""
     n, k = u.shape[0], config.k_folds
     n_pad = -(-n // k) * k
     pad = lambda v: jnp.concatenate([v, jnp.zeros((n_pad - n, *v.shape[1:]), v.dtype)])
     data = {"u": pad(u), "log_pb": pad(log_pb), "weight": pad(weight)}
     k_folds, k_train = jax.random.split(key)
-    test_idx, train_idx, val_idx = _fold_indices(k_folds, n_pad, k, config.val_fraction)
-    (params, epochs), replicas = _train_members(k_train, flow, config, data, train_idx, val_idx)
+    return data, _fold_indices(k_folds, n_pad, k, config.val_fraction), k_train
+
+
+def _evaluate(trained, data: dict, test_idx, weight, config: RanodeConfig, return_params: bool):
+    """The held-out measurement with the trained signal flows (:func:`_train_members`'s output)."""
+    (params, epochs), replicas = trained
+    flow = spline_flow(config.flow)
+    n, n_pad, k = weight.shape[0], data["weight"].shape[0], config.k_folds
     test = _gather(data, test_idx)  # (k, m)
     grid = jnp.concatenate([jnp.zeros(1), jnp.asarray(config.w_grid)])
 
@@ -325,6 +426,10 @@ def fit_ranode(
     return RanodeResult(int68.hat, int68, int95, q0, jnp.sqrt(q0), jnp.full((k, config.n_seeds), jnp.nan),
                         jnp.zeros(n), grid, profile, epochs, jnp.zeros(0), jnp.zeros(()),
                         params if return_params else None)  # fmt: skip
+
+
+_prepare_jit = jax.jit(_prepare, static_argnames="config")
+_evaluate_jit = jax.jit(_evaluate, static_argnames=("config", "return_params"))
 
 
 def ranode_signal_log_prob(config: RanodeConfig, params, coords: Preprocessing, x: jax.Array) -> jax.Array:
