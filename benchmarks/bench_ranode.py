@@ -16,14 +16,24 @@ to the reference's 100,000 events when fewer were timed.
 With ``--early-stopping M [M ...]`` the scan also runs end to end as the reference does: M flows
 (400 = one injection, 1600 = four in one program) on a toy SR with 1% signal and the exact
 background density, at most 100 epochs, patience 10; the program ends when its last flow stops,
-so the wall time, not an estimate, is reported with the epochs the flows ran.
+so the wall time, not an estimate, is reported with the epochs the flows ran. With
+``--segment-epochs S`` the same scan also runs compacted (``RanodeConfig.segment_epochs``: every S
+epochs the flows that stopped are dropped, :func:`gbijax.train.train_population`), both in turn in
+the same process, with the wall-time ratio, the flow-epochs each computes and a check that every
+flow ran the same epochs. ``--es-batch-size`` sets the batch of these runs (smaller for a small
+test on a CPU, so that an epoch still has several steps).
 
     python benchmarks/bench_ranode.py [--flows 1 8 32] [--epochs 2] [--events 120000] [--early-stopping 400]
+        [--segment-epochs 10]
+
+The JSON goes to ``benchmarks/results/ranode_scan.json`` (``--json-name``), or under
+``$GBIJAX_BENCH_RESULTS``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -34,7 +44,6 @@ import numpy as np
 import gbijax  # noqa: F401  (sets the XLA CPU flag before JAX starts)
 from benchmarks._common import peak_device_mb, peak_rss_mb, timed, write_json
 from gbijax.data import fit_preprocessing, load_source, toy
-from gbijax.generators import spline_flow
 from gbijax.inference import RanodeConfig, signal_coordinates
 from gbijax.inference._ranode import _to_coordinates, _train_members
 from gbijax.train import TrainConfig
@@ -73,32 +82,76 @@ def _toy_scan_data(n: int, mu: float = 0.01):
     return u, toy.background_log_prob(x, region=region) - log_det
 
 
-def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx) -> list[dict]:
+def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx, segment_epochs: int = 0,
+                         batch_size: int = 2048, repeats: int = 1) -> list[dict]:
+    """End-to-end scans of ``flows`` flows with early stopping; also compacted if ``segment_epochs``.
+
+    The first call compiles; the wall time is the median of ``repeats`` more calls with the same key
+    (so the compacted scan meets only batch sizes it compiled; another key's flows may stop in
+    other numbers and compile a few more, at most ``log2 M``), the one-program and the compacted
+    scan taking turns.
+    """
     u, log_pb = _toy_scan_data(n)
     data = {"u": u, "log_pb": log_pb, "weight": jnp.ones(n)}
-    train = TrainConfig(epochs=100, batch_size=2048, learning_rate=3e-4, weight_decay=1e-4, patience=10)
+    train = TrainConfig(epochs=100, batch_size=batch_size, learning_rate=3e-4, weight_decay=1e-4, patience=10)
     rows = []
     for m in flows:
         cfg = RanodeConfig(train=train, mode="scan", k_folds=1, n_seeds=m // 20,
                            w_grid=tuple(np.logspace(-5, -1, 20).tolist()))  # fmt: skip
-        train_scan = _compiled_scan(cfg, data, train_idx, val_idx)
-        start = time.perf_counter()
-        jax.block_until_ready(train_scan(jax.random.key(4)))
-        first = time.perf_counter() - start
-        start = time.perf_counter()
-        epochs = np.asarray(train_scan(jax.random.key(5))[0][1]).ravel()
-        wall = time.perf_counter() - start
-        rows.append({"flows": int(epochs.size), "first_call_s": first, "wall_s": wall,
-                     "epochs_median": float(np.median(epochs)), "epochs_min": int(epochs.min()),
-                     "epochs_max": int(epochs.max()), "peak_device_mb": peak_device_mb()})  # fmt: skip
+        scans = {"": _compiled_scan(cfg, data, train_idx, val_idx)}
+        if segment_epochs:
+            compacted = cfg._replace(segment_epochs=segment_epochs)
+            scans["compacted_"] = _compacted_scan(compacted, data, train_idx, val_idx)
+        row, walls, epochs = {}, {name: [] for name in scans}, {}
+        for name, scan in scans.items():
+            start = time.perf_counter()
+            jax.block_until_ready(scan(jax.random.key(5)))
+            row[f"{name}first_call_s"] = time.perf_counter() - start
+        for _ in range(repeats):
+            for name, scan in scans.items():
+                start = time.perf_counter()
+                epochs[name] = np.asarray(scan(jax.random.key(5))[0][1]).ravel()
+                walls[name].append(time.perf_counter() - start)
+        e = epochs[""]
+        row = {"flows": int(e.size), **row, "wall_s": statistics.median(walls[""]), "runs_s": walls[""],
+               "epochs_median": float(np.median(e)), "epochs_min": int(e.min()), "epochs_max": int(e.max()),
+               "flow_epochs": int(e.sum()), "flows_x_max_epochs": int(e.size * e.max()),
+               "batch_size": batch_size, "peak_device_mb": peak_device_mb()}  # fmt: skip
+        if segment_epochs:
+            row.update({"segment_epochs": segment_epochs, "compacted_runs_s": walls["compacted_"],
+                        "compacted_wall_s": statistics.median(walls["compacted_"]),
+                        "compacted_flow_epochs": _compacted_flow_epochs(e, segment_epochs),
+                        "compacted_epochs_agree": bool(np.array_equal(epochs["compacted_"], e))})  # fmt: skip
+            row["one_program_over_compacted"] = row["wall_s"] / row["compacted_wall_s"]
+        rows.append(row)
         print("early stopping", rows[-1], flush=True)
     return rows
 
 
+def _compacted_flow_epochs(epochs: np.ndarray, segment: int) -> int:
+    """Flow-epochs a compacted scan computes, padding and the stopped flows' rest of a segment included.
+
+    A flow that ran ``e`` epochs is running at the start ``t`` of a segment when ``t < e``; the running
+    flows are padded to a power of two (at most all), and a segment lasts until its longest flow
+    stops or the segment ends.
+    """
+    total, t = 0, 0
+    while (epochs > t).any():
+        running = epochs[epochs > t]
+        size = min(1 << (running.size - 1).bit_length(), epochs.size)
+        total += size * int(min(running.max(), t + segment) - t)
+        t += segment
+    return total
+
+
 def _compiled_scan(config: RanodeConfig, data, train_idx, val_idx):
     """``key -> _train_members(...)``, jitted: every member of the scan trained as one program."""
-    flow = spline_flow(config.flow)
-    return jax.jit(lambda key: _train_members(key, flow, config, data, train_idx, val_idx))
+    return jax.jit(lambda key: _train_members(key, config, data, train_idx, val_idx))
+
+
+def _compacted_scan(config: RanodeConfig, data, train_idx, val_idx):
+    """``key -> _train_members(...)`` with ``config.segment_epochs > 0``: jitted segments, host between."""
+    return lambda key: _train_members(key, config, data, train_idx, val_idx)
 
 
 def _runner(config: RanodeConfig, data, train_idx, val_idx):
@@ -115,6 +168,12 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--early-stopping", type=int, nargs="*", default=[], metavar="M",
                         help="also run M-flow scans end to end with early stopping (M a multiple of 20)")
+    parser.add_argument("--segment-epochs", type=int, default=0, metavar="S",
+                        help="run the --early-stopping scans compacted every S epochs too, side by side")
+    parser.add_argument("--es-batch-size", type=int, default=2048,
+                        help="batch size of the --early-stopping scans")
+    parser.add_argument("--json-name", default="ranode_scan",
+                        help="results/<name>.json (ranode_compaction: a small scan's own RESULTS.md section)")
     args = parser.parse_args(argv)
 
     u, log_pb, source = _events(args.events)
@@ -151,8 +210,10 @@ def main(argv=None):
         summary = record({"mode": "vmapped", "flows": m, **t, "s_per_flow_epoch": per_flow_epoch,
                           "peak_device_mb": peak_device_mb()})  # fmt: skip
     if args.early_stopping and summary is not None:
-        summary["early_stopping"] = _early_stopping_rows(args.early_stopping, n, train_idx, val_idx)
-        write_json("ranode_scan", summary)
+        summary["early_stopping"] = _early_stopping_rows(
+            args.early_stopping, n, train_idx, val_idx, args.segment_epochs, args.es_batch_size, args.repeats
+        )
+        write_json(args.json_name, summary)
     if summary is not None:
         minutes = summary["estimated_400_flow_scan_s"] / 60
         print(f"estimated 400-flow scan (50 epochs each): {minutes:.1f} min; "
@@ -173,7 +234,7 @@ def _write_summary(rows: list[dict], args, n: int, source: str) -> dict:
         "vmapped_over_looped_speedup": looped["s_per_flow_epoch"] / best,
         "peak_rss_mb": peak_rss_mb(), "peak_device_mb": peak_device_mb(),
     }  # fmt: skip
-    write_json("ranode_scan", summary)
+    write_json(args.json_name, summary)
     return summary
 
 

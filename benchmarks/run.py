@@ -33,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 
 SUITE = {  # name -> [(module, full arguments, small arguments, accelerator arguments)]
     "ranode": [("bench_ranode", [], ["--events", "20000", "--flows", "1", "4", "--epochs", "1"],
-                ["--flows", "1", "100", "400", "1600", "--repeats", "2"])],
+                ["--flows", "1", "100", "400", "1600", "--repeats", "2", "--early-stopping", "400",
+                 "--segment-epochs", "10"])],
     "paws": [("bench_paws", [], ["--events", "20000", "--grid", "50", "--pseudo", "200", "--repeats", "2",
                                  "--lee-toys", "10", "--lee-sample", "40000", "--lee-events", "8000"],
               ["--batch-sizes", "1", "16", "100", "--lee-toys", "999", "--lee-batch-sizes", "1", "100"])],
@@ -129,27 +130,74 @@ Peak host memory {r['peak_rss_mb']:.0f} MB.
 {_early_stopping(r)}"""
 
 
+def _early_stopping_table(r: dict) -> str:
+    """The ``--early-stopping`` rows, with the compacted scan beside the one program where it ran."""
+    compacted = any("compacted_wall_s" in e for e in r["early_stopping"])
+    head = "| flows | wall time | first call (compiles) | epochs run, median (range) | peak device memory |"
+    if compacted:
+        head += (" flow-epochs: run / computed compacted / flows x max | compacted (every S epochs) "
+                 "| one program / compacted | compacted first call |")
+    rows = []
+    for e in r["early_stopping"]:
+        row = (f"| {e['flows']} | {fmt_seconds(e['wall_s'])} | {fmt_seconds(e['first_call_s'])} "
+               f"| {e['epochs_median']:.0f} ({e['epochs_min']}-{e['epochs_max']}) | {_memory(e)} |")
+        if "compacted_wall_s" in e:
+            agree = "" if e["compacted_epochs_agree"] else " (epochs differ!)"
+            row += (f" {e['flow_epochs']} / {e['compacted_flow_epochs']} / {e['flows_x_max_epochs']} "
+                    f"| {fmt_seconds(e['compacted_wall_s'])} (S = {e['segment_epochs']}){agree} "
+                    f"| **{e['one_program_over_compacted']:.2f}x** "
+                    f"| {fmt_seconds(e['compacted_first_call_s'])} |")
+        elif compacted:
+            row += " | | | |"
+        rows.append(row)
+    separator = "|---" * head.count(" | ") + "|---|"
+    return "\n".join([head, separator, *rows])
+
+
 def _early_stopping(r: dict) -> str:
     if "early_stopping" not in r:
         return ""
-    rows = "\n".join(
-        f"| {e['flows']} | {fmt_seconds(e['wall_s'])} | {fmt_seconds(e['first_call_s'])} "
-        f"| {e['epochs_median']:.0f} ({e['epochs_min']}-{e['epochs_max']}) | {_memory(e)} |"
-        for e in r["early_stopping"]
-    )
     e = min(r["early_stopping"], key=lambda e: abs(e["flows"] - 400))
     one = e["wall_s"] * 400 / e["flows"]  # one injection's 400 flows (scaled when another M was run)
+    line = ("The complete study of one mass point (12 injections x 10 realisations x 400 flows) at this\n"
+            f"rate, one scan after another: {120 * one / 60:.0f} min")
+    if "compacted_wall_s" in e:
+        line += f"; compacted: {120 * e['compacted_wall_s'] * 400 / e['flows'] / 60:.0f} min"
     return f"""
 End to end, as the reference runs it (`--early-stopping`: toy SR of {r['events']:,} events with 1% signal,
 exact background density, at most 100 epochs, patience 10; one vmapped program ends when its last flow
-stops, so every flow pays for the slowest):
+stops, so every flow pays for the slowest; with `--segment-epochs S` the same scan also runs compacted,
+`RanodeConfig.segment_epochs`: every S epochs the stopped flows are dropped and the rest go on in a smaller
+batch, `gbijax.train.train_population`):
 
-| flows | wall time | first call (compiles) | epochs run, median (range) | peak device memory |
-|---|---|---|---|---|
-{rows}
+{_early_stopping_table(r)}
 
-The complete study of one mass point (12 injections x 10 realisations x 400 flows) at this rate, one
-scan after another: {120 * one / 60:.0f} min (target: under 1 hour on one H100).
+{line} (target: under 1 hour on one H100).
+"""
+
+
+def ranode_compaction_section(folder: Path) -> str:
+    """A small end-to-end scan, one program vs compacted (``bench_ranode --json-name ranode_compaction``)."""
+    r = _load(folder, "ranode_compaction")
+    if r is None or "early_stopping" not in r:
+        return ""
+    e = r["early_stopping"][0]
+    flows = " ".join(str(row["flows"]) for row in r["rows"] if row["mode"] == "vmapped")
+    loop = next(row["flows"] for row in r["rows"] if row["mode"] == "looped")
+    return f"""## R-ANODE early stopping: one program vs compacted{on_device(r["machine"])}
+
+`python -m benchmarks.bench_ranode --flows {flows} --loop {loop} --epochs {r['epochs_timed']}
+--events {r['events']} --repeats {len(e['runs_s'])} --early-stopping {e['flows']}
+--segment-epochs {e.get('segment_epochs', 0)} --es-batch-size {e['batch_size']} --json-name
+ranode_compaction` ({_machine(r['machine'])}): an R-ANODE scan of {e['flows']} flows (20 values of w)
+on a toy SR of {r['events']:,} events with 1% signal (80% training, 20% validation), batch
+{e['batch_size']}, at most 100 epochs, patience 10, as one vmapped program and compacted, taking turns
+in one process; medians of {len(e['runs_s'])} calls after a first call that compiles, all with the
+same key (another key's flows stop in other numbers and may compile a few more batch sizes: at most
+1 + log2 M). "Computed compacted" counts the running flows padded to a power of two and the stopped
+ones idle to the end of their segment.
+
+{_early_stopping_table(r)}
 """
 
 
@@ -239,8 +287,8 @@ def write_report() -> Path:
     for folder in (top, *sorted(d for d in top.glob("*") if d.is_dir())):
         if any(folder.glob("ensemble_*.json")):
             ensemble_section(folder)
-        sections = (generators_section(folder), ranode_section(folder), paws_section(folder),
-                    paws_fit_section(folder))  # fmt: skip
+        sections = (generators_section(folder), ranode_section(folder), ranode_compaction_section(folder),
+                    paws_section(folder), paws_fit_section(folder))  # fmt: skip
         for section in sections:
             if section:
                 write_section(section)
