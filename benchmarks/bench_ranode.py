@@ -45,7 +45,7 @@ import gbijax  # noqa: F401  (sets the XLA CPU flag before JAX starts)
 from benchmarks._common import peak_device_mb, peak_rss_mb, timed, write_json
 from gbijax.data import fit_preprocessing, load_source, toy
 from gbijax.inference import RanodeConfig, signal_coordinates
-from gbijax.inference._ranode import _to_coordinates, _train_members
+from gbijax.inference._ranode import _to_coordinates, _train_members, _train_population, _trained
 from gbijax.train import TrainConfig
 
 REFERENCE_SECONDS_PER_EPOCH = 1.8  # PyTorch + nflows reference on 100k events, 2 CPU cores
@@ -150,8 +150,10 @@ def _compiled_scan(config: RanodeConfig, data, train_idx, val_idx):
 
 
 def _compacted_scan(config: RanodeConfig, data, train_idx, val_idx):
-    """``key -> _train_members(...)`` with ``config.segment_epochs > 0``: jitted segments, host between."""
-    return lambda key: _train_members(key, config, data, train_idx, val_idx)
+    """``key -> ((params, epochs), replicas)`` trained compacted (``config.segment_epochs > 0``)."""
+    shared = jax.tree.map(lambda v: v[None], (data, train_idx, val_idx))  # one realisation
+    first = lambda states: jax.tree.map(lambda v: v[0], states)
+    return lambda key: _trained(first(_train_population(key[None], config, shared)), config)
 
 
 def _runner(config: RanodeConfig, data, train_idx, val_idx):

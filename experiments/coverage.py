@@ -61,6 +61,7 @@ from mu_scan import (  # noqa: E402
     paws_options,
     paws_setup,
     ranode_config,
+    ranode_step_config,
 )
 
 N_REFERENCE = 100_000  # background events that fix the signal coordinates
@@ -166,7 +167,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
         measured["ranode"] = measure_in_chunks(
             out,
             "ranode",
-            {**step_config, "ranode": config._asdict()},
+            {**step_config, "ranode": ranode_step_config(config)},
             "ranode",
             k_fit,
             x,

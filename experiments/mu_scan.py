@@ -113,6 +113,10 @@ def add_ranode_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-bins", type=int, default=8, help="spline bins")
     g.add_argument("--transform", choices=("spline", "affine"), default="spline")
     g.add_argument("--n-w", type=int, default=8, help="scan mode: w values, log-spaced 1e-4 to 0.1")
+    g.add_argument("--segment-epochs", type=int, default=0,
+                   help="every this many epochs drop the signal flows that stopped early and train the "
+                        "rest (of all realisations of a call) in a smaller batch: the same flows and epochs, "
+                        "the cost of the epochs run (0: one program, every flow as long as the slowest)")
     g.add_argument(
         "--vmap-realisations",
         type=int,
@@ -134,7 +138,13 @@ def ranode_config(args: argparse.Namespace) -> RanodeConfig:
         n_seeds=args.n_seeds,
         k_folds=args.k_folds,
         n_bootstrap=args.n_bootstrap,
+        segment_epochs=args.segment_epochs,
     )  # fmt: skip
+
+
+def ranode_step_config(config: RanodeConfig) -> dict:
+    """The settings a measurement's numbers depend on (not how the training is batched)."""
+    return {k: v for k, v in config._asdict().items() if k != "segment_epochs"}
 
 
 def measure_in_chunks(
@@ -698,7 +708,7 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
     n_max = n_b + max(int(round(mu * n_b / (1.0 - mu))) for mu in mus)
     rows = []
     step_config = {"method": args.method, "variant": variant, "data": args.data, "seed": args.seed,
-                   "ranode": config._asdict() if args.method == "ranode" else None, "n_b": n_b,
+                   "ranode": ranode_step_config(config) if args.method == "ranode" else None, "n_b": n_b,
                    "paws": paws_options(args) if args.method == "paws" else None}  # fmt: skip
     for i, mu in enumerate(mus):
         real = injected_realisations(jax.random.fold_in(k_inj, i), background, samples.signal_pool, mu,

@@ -7,7 +7,15 @@ import pytest
 
 from gbijax.data import fit_preprocessing, toy
 from gbijax.generators import SplineFlowConfig
-from gbijax.inference import RanodeConfig, fit_mixture, fit_ranode, sample_signal_model, signal_coordinates
+from gbijax.inference import (
+    RanodeConfig,
+    fit_mixture,
+    fit_ranode,
+    fit_ranode_realisations,
+    measure_ranode,
+    sample_signal_model,
+    signal_coordinates,
+)
 from gbijax.inference._ranode import _fold_indices, _to_coordinates
 from gbijax.train import TrainConfig
 
@@ -105,19 +113,24 @@ def test_weights_remove_events_exactly(toy_sr):
 
 
 def test_compacted_training_equals_one_program(toy_sr):
-    # 4 scan flows (2 folds x 2 w) stopping at different epochs (patience 5, at most 25 epochs),
-    # the stopped ones dropped every 4 epochs
+    # 2 realisations x 4 scan flows (2 folds x 2 w) stopping at different epochs (patience 5, at most
+    # 25 epochs), trained as one population whose stopped flows are dropped every 4 epochs
     _, _, _, u, log_pb = toy_sr
     cfg = TINY._replace(mode="scan", w_grid=(0.05, 0.15))
-    weight = jnp.ones(len(u))
-    one = fit_ranode(jax.random.key(8), u, log_pb, weight, cfg)
-    compacted = fit_ranode(jax.random.key(8), u, log_pb, weight, cfg._replace(segment_epochs=4))
-    epochs = np.asarray(one.epochs_run)
-    assert epochs.shape == (2, 2, 1) and len(set(epochs.ravel().tolist())) > 2
-    np.testing.assert_array_equal(np.asarray(compacted.epochs_run), epochs)
-    np.testing.assert_allclose(compacted.profile_log_likelihood, one.profile_log_likelihood,
-                               rtol=1e-4, atol=1e-3)
-    assert float(compacted.mu_hat) == pytest.approx(float(one.mu_hat), rel=1e-4)
+    keys = jnp.stack([jax.random.key(8), jax.random.key(9)])
+    us, log_pbs = jnp.stack([u, u[::-1]]), jnp.stack([log_pb, log_pb[::-1]])
+    one = measure_ranode(keys, us, log_pbs, None, cfg)
+    compacted = measure_ranode(keys, us, log_pbs, None, cfg._replace(segment_epochs=4))
+    runs = fit_ranode_realisations(keys, us, log_pbs, jnp.ones(us.shape[:2]), cfg._replace(segment_epochs=4))
+    epochs = np.asarray(runs.epochs_run)
+    assert epochs.shape == (2, 2, 2, 1) and len(set(epochs.ravel().tolist())) > 2
+    np.testing.assert_array_equal(epochs, fit_ranode_realisations(keys, us, log_pbs, jnp.ones(us.shape[:2]),
+                                                                  cfg).epochs_run)  # fmt: skip
+    for field in ("mu_hat", "lo68", "hi68", "q0"):
+        np.testing.assert_allclose(getattr(compacted, field), getattr(one, field), rtol=1e-4, atol=1e-6)
+    single = fit_ranode(keys[1], us[1], log_pbs[1], jnp.ones(len(u)), cfg._replace(segment_epochs=4))
+    np.testing.assert_array_equal(single.epochs_run, epochs[1])
+    assert float(single.mu_hat) == pytest.approx(float(one.mu_hat[1]), rel=1e-4)
 
 
 def test_compacted_training_refuses_jit_and_vmap(toy_sr):

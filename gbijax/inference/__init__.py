@@ -12,6 +12,7 @@ from gbijax.inference._ranode import (
     RanodeConfig,
     RanodeResult,
     fit_ranode,
+    fit_ranode_realisations,
     ranode_signal_log_prob,
     sample_signal_model,
     signal_coordinates,
@@ -49,7 +50,8 @@ __all__ = [
     "mixture_asimov_weights", "mixture_interval", "mixture_log_likelihood", "oracle_fit", "oracle_joint_fit",
     "oracle_log_ratio", "poisson_weights",
     "profile_scan", "scan_log_likelihood", "wilks_threshold",
-    "RanodeConfig", "RanodeResult", "fit_ranode", "ranode_signal_log_prob", "sample_signal_model",
+    "RanodeConfig", "RanodeResult", "fit_ranode", "fit_ranode_realisations", "ranode_signal_log_prob",
+    "sample_signal_model",
     "signal_coordinates",
 ]  # fmt: skip
 

@@ -50,7 +50,7 @@ from gbijax.inference._paws import (
     toy_log_ratio_fn,
     toy_ratio_data,
 )
-from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode
+from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode, fit_ranode_realisations
 from gbijax.inference._stats import CL68, CL95, discovery, mixture_asimov_weights, wilks_threshold
 
 __all__ = ["METHODS", "Measurements", "closure_corrected", "closure_injection", "compare_to_oracle",
@@ -153,7 +153,6 @@ def ranode_inputs(coords: Preprocessing, x: jax.Array, log_pb: jax.Array) -> tup
     return u.reshape(x.shape), jnp.asarray(log_pb, jnp.float32) - log_det.reshape(x.shape[:-1])
 
 
-@functools.partial(jax.jit, static_argnames=("config", "batch_size"))
 def measure_ranode(
     keys: jax.Array,
     u: jax.Array,
@@ -164,6 +163,10 @@ def measure_ranode(
 ) -> Measurements:
     """R-ANODE (:func:`fit_ranode`) on ``R`` realisations as one program.
 
+    With ``config.segment_epochs > 0`` the realisations' signal flows train instead as one
+    population that drops the flows that stopped early every that many epochs
+    (:func:`gbijax.inference.fit_ranode_realisations`), ``batch_size`` realisations at a time.
+
     Args:
         keys: ``(R,)`` PRNG keys, one per realisation (:func:`realisation_keys`).
         u: ``(R, N, 5)`` events in signal coordinates (:func:`ranode_inputs`).
@@ -173,7 +176,22 @@ def measure_ranode(
         batch_size: realisations per vectorised batch (``jax.lax.map``), ``None``: all at once.
     """
     w = jnp.ones(u.shape[:2], jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32)
+    if not config.segment_epochs:
+        return _measure_ranode_program(keys, u, log_pb, w, config, batch_size)
+    size = batch_size or keys.shape[0]
+    chunk = lambda i: (v[i : i + size] for v in (keys, u, log_pb, w))
+    parts = [_ranode_measurements(fit_ranode_realisations(*chunk(i), config))
+             for i in range(0, len(keys), size)]  # fmt: skip
+    return jax.tree.map(lambda *v: jnp.concatenate(v), *parts)
 
+
+def _ranode_measurements(res) -> Measurements:
+    return _from_fit(res, jnp.mean(res.w_learned, axis=tuple(range(1, res.w_learned.ndim))),
+                     jnp.sqrt(res.shape_variance))  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnames=("config", "batch_size"))
+def _measure_ranode_program(keys, u, log_pb, w, config: RanodeConfig, batch_size: int | None) -> Measurements:
     def one(args):
         res = fit_ranode(*args, config)
         return _from_fit(res, jnp.mean(res.w_learned), jnp.sqrt(res.shape_variance))

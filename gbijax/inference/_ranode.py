@@ -34,9 +34,10 @@ Two modes:
 
 The scan over ``(fold, w, seed)`` trains as one vmapped program, and :func:`fit_ranode` vmaps
 again over data realisations (fixed-shape arrays, per-event weights). With
-``RanodeConfig.segment_epochs > 0`` the flows instead train with
-:func:`gbijax.train.train_population`, which drops the flows that stopped early every few epochs
-(one measurement at a time, outside ``jit``).
+``RanodeConfig.segment_epochs > 0`` the flows of all realisations instead train as one population
+(:func:`fit_ranode_realisations`, :func:`gbijax.train.train_population`) that drops the flows that
+stopped early every few epochs, so the cost follows the epochs run rather than the slowest flow
+(outside ``jit``: the host decides between segments).
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ from gbijax.inference._stats import (
 )
 from gbijax.train import TrainConfig, TrainState, init_state, train, train_population
 
-__all__ = ["MODES", "RanodeConfig", "RanodeResult", "fit_ranode", "ranode_signal_log_prob",
-           "sample_signal_model", "signal_coordinates"]  # fmt: skip
+__all__ = ["MODES", "RanodeConfig", "RanodeResult", "fit_ranode", "fit_ranode_realisations",
+           "ranode_signal_log_prob", "sample_signal_model", "signal_coordinates"]  # fmt: skip
 
 MODES = ("learned", "scan")
 W_SCALE = 20.0  # w = sigmoid(W_SCALE a): Adam moves the logit of w W_SCALE times faster
@@ -195,9 +196,10 @@ class _Member(NamedTuple):
     fold: jax.Array  # the fold it is trained for (it never sees that fold)
     w: jax.Array  # the fixed signal fraction (scan mode)
     bagged: jax.Array  # a bootstrap replica (learned mode)
+    realisation: jax.Array  # the data realisation it trains on
 
 
-def _members(key, config: RanodeConfig) -> _Member:
+def _members(key, config: RanodeConfig, realisation=0) -> _Member:
     """Every signal flow of the measurement, flattened into one member axis.
 
     Members are ``(fold, seed)`` (learned mode) or ``(fold, w, seed)`` (scan mode), flattened
@@ -220,36 +222,39 @@ def _members(key, config: RanodeConfig) -> _Member:
     fold = jnp.concatenate([fold, jnp.repeat(jnp.arange(k), b)])
     w = jnp.concatenate([w, jnp.full(k * b, 0.5, w.dtype)])
     keys = jnp.concatenate([keys, jax.random.split(jax.random.fold_in(key, 1), k * b)])
-    return _Member(keys, fold, w, jnp.arange(fold.shape[0]) >= k * n_w * s)
+    n = fold.shape[0]
+    return _Member(keys, fold, w, jnp.arange(n) >= k * n_w * s, jnp.full(n, realisation, jnp.int32))
 
 
 def _member_problem(config: RanodeConfig, member: _Member, shared):
     """One member's training key, loss and training and validation data.
 
-    ``shared = (data, train_idx, val_idx)``: the member's data are index arrays into the shared
-    event arrays, so the events are never copied per member.
+    ``shared = (data, train_idx, val_idx)``, each with a leading realisation axis: the member's
+    data are index arrays into the shared event arrays of its realisation, so the events are never
+    copied per member.
     """
     data, train_idx, val_idx = shared
     flow = spline_flow(config.flow)
     learned = config.mode == "learned"
-    weight = data["weight"]
+    r = member.realisation
+    weight = data["weight"][r]
     if learned and config.n_bootstrap:  # static: no draws at all (scan mode, or no replicas)
         boot = poisson_weights(jax.random.fold_in(member.key, 1), weight.shape[0], 1)[0]
         weight = weight * jnp.where(member.bagged, boot, 1.0)
 
     def loss(params, _, batch):
-        u = data["u"][batch["i"]]
+        u = data["u"][r, batch["i"]]
         log_ps = flow.log_prob(params["flow"], u, jnp.zeros((u.shape[0], 0)))
-        return _mixture_nll(log_ps, data["log_pb"][batch["i"]], _w(params["a"]) if learned else member.w)
+        return _mixture_nll(log_ps, data["log_pb"][r, batch["i"]], _w(params["a"]) if learned else member.w)
 
-    tr, va = train_idx[member.fold], val_idx[member.fold]
+    tr, va = train_idx[r, member.fold], val_idx[r, member.fold]
     k_fit = jax.random.split(member.key)[1]
     return k_fit, loss, {"i": tr, "weight": weight[tr]}, {"i": va, "weight": weight[va]}
 
 
-def _init_members(key, config: RanodeConfig, shared) -> tuple[_Member, TrainState]:
-    """The members and their stacked initial training states."""
-    members = _members(key, config)
+def _init_members(key, config: RanodeConfig, shared, realisation=0) -> tuple[_Member, TrainState]:
+    """The members of one realisation and their stacked initial training states."""
+    members = _members(key, config, realisation)
     a0 = jnp.log(config.w_init / (1 - config.w_init)) / W_SCALE
 
     def one(member: _Member) -> TrainState:
@@ -259,7 +264,12 @@ def _init_members(key, config: RanodeConfig, shared) -> tuple[_Member, TrainStat
     return members, jax.vmap(one)(members)
 
 
-_init_members_jit = jax.jit(_init_members, static_argnames="config")
+@functools.partial(jax.jit, static_argnames="config")
+def _init_population(keys, config: RanodeConfig, shared) -> tuple[_Member, TrainState]:
+    """The members of ``R`` realisations (``(R,)`` keys) and their initial states, one flat axis."""
+    init = lambda key, r: _init_members(key, config, shared, r)
+    population = jax.vmap(init)(keys, jnp.arange(keys.shape[0]))
+    return jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), population)
 
 
 @functools.cache
@@ -276,25 +286,12 @@ def _member_advance(config: RanodeConfig):
     return advance
 
 
-def _train_members(key, config: RanodeConfig, data: dict, train_idx, val_idx):
-    """Train every signal flow of the measurement (:func:`_members`).
+def _trained(states: TrainState, config: RanodeConfig):
+    """One realisation's trained members as ``((params, epochs run), replica params)``.
 
-    One vmapped program (traceable) when ``config.segment_epochs`` is 0, else
-    :func:`gbijax.train.train_population` with a compaction every ``segment_epochs`` epochs
-    (on the host: concrete arrays only).
-
-    Returns:
-        ``((params, epochs run), replica params)``: leading axes ``(k, S)`` or ``(k, W, S)``, and
-        ``(k, B)`` for the replicas.
+    Leading axes ``(k, S)`` (learned mode) or ``(k, W, S)`` (scan mode), and ``(k, B)`` for the
+    bootstrap replicas.
     """
-    shared = (data, train_idx, val_idx)
-    advance = _member_advance(config)
-    if config.segment_epochs:
-        members, states = _init_members_jit(key, config, shared)
-        states = train_population(advance, states, members, config.train, config.segment_epochs, shared)
-    else:
-        members, states = _init_members(key, config, shared)
-        states = jax.vmap(lambda st, m: advance(st, m, shared, None))(states, members)
     k, s, learned = config.k_folds, config.n_seeds, config.mode == "learned"
     main_shape = (k, s) if learned else (k, len(config.w_grid), s)
     n_main = int(np.prod(main_shape))
@@ -303,6 +300,18 @@ def _train_members(key, config: RanodeConfig, data: dict, train_idx, val_idx):
     b = config.n_bootstrap if learned else 0
     replicas = jax.tree.map(lambda v: split(v, n_main, None, (k, b)), states.best_params)
     return main, replicas
+
+
+def _train_members(key, config: RanodeConfig, data: dict, train_idx, val_idx):
+    """Train every signal flow of one measurement (:func:`_members`) as one vmapped program.
+
+    Returns:
+        :func:`_trained`'s ``((params, epochs run), replica params)``.
+    """
+    shared = jax.tree.map(lambda v: v[None], (data, train_idx, val_idx))  # one realisation
+    members, states = _init_members(key, config, shared)
+    advance = _member_advance(config)
+    return _trained(jax.vmap(lambda st, m: advance(st, m, shared, None))(states, members), config)
 
 
 def _member_log_prob(flow: Generator, params, u):
@@ -367,15 +376,60 @@ def fit_ranode(
         raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
     if not config.segment_epochs:
         return _fit_ranode_one_program(key, u, log_pb, weight, config, return_params)
-    if any(isinstance(v, jax.core.Tracer) for v in (key, u, log_pb, weight)):
+    stack = lambda v: jnp.asarray(v)[None]
+    many = fit_ranode_realisations(stack(key), stack(u), stack(log_pb), stack(weight), config, return_params)
+    return jax.tree.map(lambda v: v[0], many)
+
+
+def fit_ranode_realisations(
+    keys: jax.Array,
+    u: jax.Array,
+    log_pb: jax.Array,
+    weight: jax.Array,
+    config: RanodeConfig = RanodeConfig(),
+    return_params: bool = False,
+) -> RanodeResult:
+    """:func:`fit_ranode` on ``R`` data realisations at once: a :class:`RanodeResult` of ``(R, ...)`` arrays.
+
+    With ``config.segment_epochs == 0`` this is ``jax.vmap(fit_ranode)``, one program. With
+    ``segment_epochs > 0`` the signal flows of all realisations train as one population
+    (:func:`gbijax.train.train_population`): every ``segment_epochs`` epochs the flows that
+    stopped early are dropped, whichever realisation they belong to, so the batch stays full as
+    long as any flows run and the cost follows the sum of their epochs. Each flow's training is
+    the same as in :func:`fit_ranode` (the same epochs; parameters up to float rounding).
+
+    Args:
+        keys: ``(R,)`` PRNG keys; u: ``(R, N, 5)``; log_pb, weight: ``(R, N)`` (see
+            :func:`fit_ranode`).
+        config, return_params: as in :func:`fit_ranode`.
+
+    Raises:
+        ValueError: an unknown ``config.mode``, or ``config.segment_epochs > 0`` inside ``jit``
+            or ``vmap`` (the compaction between segments runs on the host).
+    """
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    if not config.segment_epochs:
+        return _fit_realisations_one_program(keys, u, log_pb, weight, config, return_params)
+    if any(isinstance(v, jax.core.Tracer) for v in (keys, u, log_pb, weight)):
         raise ValueError(
-            "fit_ranode with config.segment_epochs > 0 cannot run inside jit or vmap (e.g. "
-            "measure_ranode): it drops the stopped flows between segments on the host; use "
-            "segment_epochs=0 there, or call it once per measurement"
+            "R-ANODE with config.segment_epochs > 0 cannot run inside jit or vmap: it drops the "
+            "stopped flows between segments on the host; use segment_epochs=0 there"
         )
-    data, (test_idx, train_idx, val_idx), k_train = _prepare_jit(key, u, log_pb, weight, config)
-    trained = _train_members(k_train, config, data, train_idx, val_idx)
-    return _evaluate_jit(trained, data, test_idx, weight, config, return_params)
+    data, (test_idx, train_idx, val_idx), k_train = _prepare_realisations(keys, u, log_pb, weight, config)
+    states = _train_population(k_train, config, (data, train_idx, val_idx))
+    return _evaluate_realisations(states, data, test_idx, jnp.asarray(weight), config, return_params)
+
+
+def _train_population(keys, config: RanodeConfig, shared) -> TrainState:
+    """The signal flows of ``R`` realisations trained as one compacted population: ``(R, M, ...)`` states.
+
+    ``keys``: ``(R,)`` training keys; ``shared``: ``(data, train_idx, val_idx)`` of the realisations.
+    """
+    members, states = _init_population(keys, config, shared)
+    advance = _member_advance(config)
+    states = train_population(advance, states, members, config.train, config.segment_epochs, shared)
+    return jax.tree.map(lambda v: v.reshape(keys.shape[0], -1, *v.shape[1:]), states)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "return_params"))
@@ -384,6 +438,12 @@ def _fit_ranode_one_program(key, u, log_pb, weight, config: RanodeConfig, return
     data, (test_idx, train_idx, val_idx), k_train = _prepare(key, u, log_pb, weight, config)
     trained = _train_members(k_train, config, data, train_idx, val_idx)
     return _evaluate(trained, data, test_idx, weight, config, return_params)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "return_params"))
+def _fit_realisations_one_program(keys, u, log_pb, weight, config: RanodeConfig, return_params: bool):
+    one = lambda *args: _fit_ranode_one_program(*args, config, return_params)
+    return jax.vmap(one)(keys, u, log_pb, weight)
 
 
 def _prepare(key, u, log_pb, weight, config: RanodeConfig):
@@ -428,8 +488,17 @@ def _evaluate(trained, data: dict, test_idx, weight, config: RanodeConfig, retur
                         params if return_params else None)  # fmt: skip
 
 
-_prepare_jit = jax.jit(_prepare, static_argnames="config")
-_evaluate_jit = jax.jit(_evaluate, static_argnames=("config", "return_params"))
+@functools.partial(jax.jit, static_argnames="config")
+def _prepare_realisations(keys, u, log_pb, weight, config: RanodeConfig):
+    return jax.vmap(lambda *args: _prepare(*args, config))(keys, u, log_pb, weight)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "return_params"))
+def _evaluate_realisations(states: TrainState, data, test_idx, weight, config: RanodeConfig,
+                           return_params: bool):  # fmt: skip
+    """:func:`_evaluate` of every realisation from its trained members (``states``: ``(R, M, ...)``)."""
+    evaluate = lambda st, d, t, w: _evaluate(_trained(st, config), d, t, w, config, return_params)
+    return jax.vmap(evaluate)(states, data, test_idx, weight)
 
 
 def ranode_signal_log_prob(config: RanodeConfig, params, coords: Preprocessing, x: jax.Array) -> jax.Array:
