@@ -345,6 +345,11 @@ def _profile(log_ratio_w, weight, grid):
     return jnp.concatenate([jnp.zeros(1, terms.dtype), jnp.sum(weight * terms, axis=1)])
 
 
+def _check_mode(config: RanodeConfig) -> None:
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+
+
 def fit_ranode(
     key: jax.Array,
     u: jax.Array,
@@ -369,11 +374,9 @@ def fit_ranode(
         data realisations in one program (not with ``config.segment_epochs > 0``).
 
     Raises:
-        ValueError: an unknown ``config.mode``, or ``config.segment_epochs > 0`` inside ``jit``
-            or ``vmap`` (the compaction between segments runs on the host).
+        ValueError: as :func:`fit_ranode_realisations`.
     """
-    if config.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    _check_mode(config)
     if not config.segment_epochs:
         return _fit_ranode_one_program(key, u, log_pb, weight, config, return_params)
     stack = lambda v: jnp.asarray(v)[None]
@@ -407,8 +410,7 @@ def fit_ranode_realisations(
         ValueError: an unknown ``config.mode``, or ``config.segment_epochs > 0`` inside ``jit``
             or ``vmap`` (the compaction between segments runs on the host).
     """
-    if config.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    _check_mode(config)
     if not config.segment_epochs:
         return _fit_realisations_one_program(keys, u, log_pb, weight, config, return_params)
     if any(isinstance(v, jax.core.Tracer) for v in (keys, u, log_pb, weight)):
