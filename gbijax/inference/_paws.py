@@ -1385,22 +1385,26 @@ def _closure_core(fns, datas, weight, injected, config: PawsConfig, tangents=Non
     scores = jax.jacfwd(per_event)(p, datas)  # (N, P): P forward passes
     w = jnp.ones(scores.shape[0], p.dtype) if weight is None else jnp.asarray(weight, p.dtype)
     spread = jnp.einsum("n,ni,nj->ij", w, scores, scores)
-    jacobian = None if tangents is None else _closure_jacobian(
-        lambda d: jnp.einsum("n,ni->i", w, jax.jacfwd(per_event)(p, d)), datas, tangents, p, fit.covariance,
-        config)  # fmt: skip
+    score = lambda d, e: jnp.sum(w * jax.jvp(lambda q: per_event(q, d), (p,), (e,))[1])  # s . e
+    jacobian = None if tangents is None else _closure_jacobian(score, datas, tangents, p, fit.covariance,
+                                                               config)  # fmt: skip
     return p, fit.covariance, fit.covariance @ spread @ fit.covariance, jacobian
 
 
-def _closure_jacobian(total_score, datas, tangents, p, covariance, config: PawsConfig) -> jax.Array:
+def _closure_jacobian(score, datas, tangents, p, covariance, config: PawsConfig) -> jax.Array:
     """``G = d p_hat / d theta_inj`` (mass block) by implicit differentiation of the fit's stationarity.
 
     At the fit ``s(p_hat, theta) = 0`` for the total score ``s = dl/dp``, so
     ``dp_hat/dtheta = -H^-1 ds/dtheta = I^-1 ds/dtheta``; ``ds/dtheta`` is the score's derivative
-    along the data's ``tangents`` (one per injected mass). The identity where this does not hold
-    or cannot be inverted: a fitted mass on the box edge, a non-finite result, or ``det G < 1/4``
-    (the fit hardly follows the injected masses, and ``G^-1`` would amplify noise).
+    along the data's ``tangents`` (one per injected mass). ``score(data, e)`` is ``s . e``; its
+    forward-over-forward derivatives run one (tangent, parameter) pair at a time, so that only a
+    layer's activations are alive at once (the events are many, the pairs few). The identity where
+    this does not hold or cannot be inverted: a fitted mass on the box edge, a non-finite result,
+    or ``det G < 1/4`` (the fit hardly follows the injected masses; ``G^-1`` would amplify noise).
     """
-    ds = jax.vmap(lambda t: jax.jvp(total_score, (datas,), (t,))[1], out_axes=1)(tangents)  # (P, 2)
+    directions = jnp.eye(p.shape[0], dtype=p.dtype)
+    along = lambda t: jax.lax.map(lambda e: jax.jvp(lambda d: score(d, e), (datas,), (t,))[1], directions)
+    ds = jax.lax.map(along, tangents).T  # (P, 2)
     g = (covariance @ ds)[1:3]
     lo, hi = config.mass_bounds
     span = 1e-6 * (hi - lo)
