@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -19,6 +20,19 @@ def _real_path(relative: str) -> Path:
             "../shared/data/lhco relative to the project root; see its README.md)"
         )
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs():
+    """Clear JAX's compiled programs after every test module.
+
+    Late in the full suite (after some 250 tests had compiled their programs) XLA's CPU backend
+    (jaxlib 0.10.2) crashed with a segmentation fault while compiling a small toy-sampling
+    program, twice in the same place, while that module alone, or after the newest tests, passed;
+    keeping each module's compiled state to itself avoids it.
+    """
+    yield
+    jax.clear_caches()
 
 
 @pytest.fixture(scope="session")
