@@ -180,21 +180,20 @@ def measure_ranode(
         return _measure_ranode_program(keys, u, log_pb, w, config, batch_size)
     size = batch_size or keys.shape[0]
     chunk = lambda i: (v[i : i + size] for v in (keys, u, log_pb, w))
-    parts = [_ranode_measurements(fit_ranode_realisations(*chunk(i), config))
+    parts = [jax.vmap(_ranode_measurement)(fit_ranode_realisations(*chunk(i), config))
              for i in range(0, len(keys), size)]  # fmt: skip
     return jax.tree.map(lambda *v: jnp.concatenate(v), *parts)
 
 
-def _ranode_measurements(res) -> Measurements:
-    return _from_fit(res, jnp.mean(res.w_learned, axis=tuple(range(1, res.w_learned.ndim))),
-                     jnp.sqrt(res.shape_variance))  # fmt: skip
+def _ranode_measurement(res) -> Measurements:
+    """One realisation's :class:`Measurements` from its :class:`RanodeResult`."""
+    return _from_fit(res, jnp.mean(res.w_learned), jnp.sqrt(res.shape_variance))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "batch_size"))
 def _measure_ranode_program(keys, u, log_pb, w, config: RanodeConfig, batch_size: int | None) -> Measurements:
     def one(args):
-        res = fit_ranode(*args, config)
-        return _from_fit(res, jnp.mean(res.w_learned), jnp.sqrt(res.shape_variance))
+        return _ranode_measurement(fit_ranode(*args, config))
 
     if batch_size is None:
         return jax.vmap(one)((keys, u, log_pb, w))
@@ -262,13 +261,12 @@ def closure_corrected(m: Measurements, closure: PawsClosure) -> Measurements:
 
     With ``s = closure.mu_scale``, ``d = closure.mass_correction`` (the offset ``g(m_hat) - m_hat``
     carried back through the closure map's slope ``G``: ``G^-1`` times it) and
-    ``c = closure.variance_scale``: ``mu_hat -> mu_hat / s`` and each mass ``m_hat -> m_hat - d``; every
-    interval keeps its
-    (asymmetric) shape about the moved estimate, each side scaled by ``sqrt(c)`` (and by ``1 / s``
-    for ``mu``): ``lo -> hat' - sqrt(c) (hat - lo) / s``. A non-positive ``s`` gives NaN. ``q0``
-    and ``z`` (a test of ``mu = 0``, which a rescaling of ``mu`` leaves alone) and
-    ``q_masses_true`` are kept: the moved contour's ``q`` of the truth needs the data
-    (:func:`measure_paws_closure` evaluates it).
+    ``c = closure.variance_scale``: ``mu_hat -> mu_hat / s`` and each mass ``m_hat -> m_hat - d``;
+    every interval keeps its (asymmetric) shape about the moved estimate, each side scaled by
+    ``sqrt(c)`` (and by ``1 / s`` for ``mu``): ``lo -> hat' - sqrt(c) (hat - lo) / s``. A
+    non-positive ``s`` gives NaN. ``q0`` and ``z`` (a test of ``mu = 0``, which a rescaling of
+    ``mu`` leaves alone) and ``q_masses_true`` are kept: the moved contour's ``q`` of the truth
+    needs the data (:func:`measure_paws_closure` evaluates it).
     """
     scale = jnp.where(closure.mu_scale > 0, closure.mu_scale, jnp.nan)
     widen = jnp.sqrt(closure.variance_scale)
