@@ -113,6 +113,11 @@ def add_ranode_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-bins", type=int, default=8, help="spline bins")
     g.add_argument("--transform", choices=("spline", "affine"), default="spline")
     g.add_argument("--n-w", type=int, default=8, help="scan mode: w values, log-spaced 1e-4 to 0.1")
+    g.add_argument("--w-init", type=float, default=0.01, help="learned mode: w starts here")
+    g.add_argument("--w-penalty", type=float, default=0.0,
+                   help="learned mode: gamma of a penalty gamma * w on every event's loss, which breaks the "
+                        "likelihood's flat direction (w, p_S) -> (w / lambda, lambda p_S + (1 - lambda) p_B) "
+                        "towards the smallest w (0: plain maximum likelihood; RanodeConfig.w_penalty)")
     g.add_argument("--segment-epochs", type=int, default=0,
                    help="every this many epochs drop the signal flows that stopped early and train the "
                         "rest (of all realisations of a call) in a smaller batch: the same flows and epochs, "
@@ -137,6 +142,8 @@ def ranode_config(args: argparse.Namespace) -> RanodeConfig:
         w_grid=tuple(float(w) for w in np.logspace(-4, -1, args.n_w)),
         n_seeds=args.n_seeds,
         k_folds=args.k_folds,
+        w_init=args.w_init,
+        w_penalty=args.w_penalty,
         n_bootstrap=args.n_bootstrap,
         segment_epochs=args.segment_epochs,
     )  # fmt: skip
@@ -144,7 +151,10 @@ def ranode_config(args: argparse.Namespace) -> RanodeConfig:
 
 def ranode_step_config(config: RanodeConfig) -> dict:
     """The settings a measurement's numbers depend on (not how the training is batched)."""
-    return {k: v for k, v in config._asdict().items() if k != "segment_epochs"}
+    settings = {k: v for k, v in config._asdict().items() if k != "segment_epochs"}
+    if not config.w_penalty:  # results directories from before the option have no such key
+        del settings["w_penalty"]
+    return settings
 
 
 def measure_in_chunks(

@@ -27,15 +27,20 @@ TINY = RanodeConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def toy_sr():
-    x, label = toy.mixture_sample(jax.random.key(0), 6000, 0.15, region=SR)
+def toy_problem(n: int, mu: float):
+    """``n`` toy SR events at signal fraction ``mu``: events, labels, coordinates, ``u``, ``log p_B(u)``."""
+    x, label = toy.mixture_sample(jax.random.key(0), n, mu, region=SR)
     sb = toy.background_sample(jax.random.key(1), 20_000)
     sb = np.asarray(sb[(sb[:, 0] < SR[0]) | (sb[:, 0] > SR[1])])
     coords = signal_coordinates(fit_preprocessing(sb[:, 1:]), x[:, 0])
     u, log_det = _to_coordinates(coords, x)
     log_pb = toy.background_log_prob(x, region=SR) - log_det
     return x, label, coords, u, log_pb
+
+
+@pytest.fixture(scope="module")
+def toy_sr():
+    return toy_problem(6000, 0.15)
 
 
 def test_fold_indices_partition_the_events():
@@ -76,6 +81,26 @@ def test_learned_mode_recovers_mu_within_its_interval(toy_sr):
     assert samples.shape == (2000, 5)
     assert np.all((samples[:, 0] > SR[0]) & (samples[:, 0] < SR[1]))
     assert abs(np.median(samples[:, 2]) - 0.4) < 0.1
+
+
+def test_learned_w_is_not_identified_from_above_and_the_penalty_breaks_the_tie():
+    """(w, p_S) and (w / lambda, lambda p_S + (1 - lambda) p_B) fit the data equally well.
+
+    Started at five times the truth, the learned w stays above it and so does the held-out
+    mu_hat; a penalty on w moves both down.
+    """
+    _, label, _, u, log_pb = toy_problem(6000, 0.03)
+    mu_true = float(label.mean())
+    fit = lambda penalty: fit_ranode(jax.random.key(2), u, log_pb, jnp.ones(len(u)),
+                                     TINY._replace(w_init=0.15, w_penalty=penalty))  # fmt: skip
+    plain, penalised = fit(0.0), fit(0.2)
+    w_plain, w_penalised = np.asarray(plain.w_learned).ravel(), np.asarray(penalised.w_learned).ravel()
+    assert np.all(w_plain > 1.2 * mu_true)  # training ends on the flat direction, well above the truth
+    assert float(plain.mu_hat) > mu_true
+    assert np.all(w_penalised < w_plain - 0.25 * mu_true)
+    assert float(penalised.mu_hat) < float(plain.mu_hat)
+    with pytest.raises(ValueError, match="w_penalty"):
+        fit_ranode(jax.random.key(2), u, log_pb, jnp.ones(len(u)), TINY._replace(mode="scan", w_penalty=0.1))
 
 
 def test_no_signal_gives_no_significant_signal():

@@ -83,6 +83,14 @@ class RanodeConfig(NamedTuple):
         k_folds: folds of the k-fold (each held out once).
         val_fraction: fraction of the training folds used for early stopping.
         w_init: initial ``w`` of the learned mode.
+        w_penalty: learned mode: ``gamma``, a penalty ``gamma * w`` added to every event's loss
+            (0: plain maximum likelihood). The mixture likelihood does not identify ``w``: with
+            ``p_S' = lambda p_S + (1 - lambda) p_B``, the pair ``(w / lambda, p_S')`` describes the
+            data exactly as ``(w, p_S)`` does, so a flow can keep a background-like part in its
+            "signal" and a larger ``w``, and training ends where it started along that flat
+            direction (above the truth when ``w_init`` is). The held-out ``mu_hat`` follows it:
+            ``mu_true / lambda``. A penalty on ``w`` breaks the tie towards the smallest signal
+            fraction (the irreducible decomposition); too large a one biases ``w`` low.
         n_bootstrap: learned mode: bootstrap replicas per fold whose spread of ``mu_hat`` is the
             shape uncertainty in the intervals (0: plain Wilks intervals; needs >= 2 to act).
         segment_epochs: 0 (default): all signal flows train as one vmapped program, which runs
@@ -104,6 +112,7 @@ class RanodeConfig(NamedTuple):
     k_folds: int = 5
     val_fraction: float = 0.2
     w_init: float = 0.01
+    w_penalty: float = 0.0
     n_bootstrap: int = 4
     segment_epochs: int = 0
 
@@ -245,7 +254,8 @@ def _member_problem(config: RanodeConfig, member: _Member, shared):
     def loss(params, _, batch):
         u = data["u"][r, batch["i"]]
         log_ps = flow.log_prob(params["flow"], u, jnp.zeros((u.shape[0], 0)))
-        return _mixture_nll(log_ps, data["log_pb"][r, batch["i"]], _w(params["a"]) if learned else member.w)
+        w = _w(params["a"]) if learned else member.w
+        return _mixture_nll(log_ps, data["log_pb"][r, batch["i"]], w) + config.w_penalty * w
 
     tr, va = train_idx[r, member.fold], val_idx[r, member.fold]
     k_fit = jax.random.split(member.key)[1]
@@ -348,6 +358,9 @@ def _profile(log_ratio_w, weight, grid):
 def _check_mode(config: RanodeConfig) -> None:
     if config.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    if config.w_penalty < 0 or (config.w_penalty and config.mode != "learned"):
+        raise ValueError(f"w_penalty must be >= 0 and is for the learned mode only, got {config.w_penalty} "
+                         f"with mode {config.mode!r}")
 
 
 def fit_ranode(
