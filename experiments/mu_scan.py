@@ -449,6 +449,21 @@ def describe_closure(c: dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def add_background_arguments(parser: argparse.ArgumentParser) -> None:
+    """The learned background model's options (:func:`background_setup`)."""
+    g = parser.add_argument_group("background model (learned variants)")
+    g.add_argument("--background-model", choices=("flow_matching", "spline_flow"), default="spline_flow")
+    g.add_argument("--background-epochs", type=int, default=60)
+    g.add_argument("--background-ensemble", type=int, default=1)
+    g.add_argument(
+        "--max-train", type=int, default=0, help="at most this many training events (0: all; --quick: 5000)"
+    )
+    g.add_argument("--sr-truth-folds", type=int, default=0,
+                   help="R-ANODE, sr_truth: train on the independent SR background plus the data's SR "
+                        "background outside each of this many folds, every event evaluated by the models "
+                        "that did not see it (0: the independent sample only)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = experiment_parser("mu_scan", "Measure mu_hat against mu_true over injections and realisations.")
     parser.add_argument("--method", choices=("oracle", "ranode", "paws", "cathode"), required=True)
@@ -470,17 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="use a random subset of this many SR background events (0: all; CPU economy)",
     )
-    g = parser.add_argument_group("background model (learned variants)")
-    g.add_argument("--background-model", choices=("flow_matching", "spline_flow"), default="spline_flow")
-    g.add_argument("--background-epochs", type=int, default=60)
-    g.add_argument("--background-ensemble", type=int, default=1)
-    g.add_argument(
-        "--max-train", type=int, default=0, help="at most this many training events (0: all; --quick: 5000)"
-    )
-    g.add_argument("--sr-truth-folds", type=int, default=0,
-                   help="R-ANODE, sr_truth: train on the independent SR background plus the data's SR "
-                        "background outside each of this many folds, every event evaluated by the models "
-                        "that did not see it (0: the independent sample only)")  # fmt: skip
+    add_background_arguments(parser)
     add_ranode_arguments(parser)
     add_paws_arguments(parser)
     g = parser.add_argument_group("CATHODE (cut-and-count significance)")
@@ -580,6 +585,21 @@ def cathode_setup(args: argparse.Namespace, background: np.ndarray) -> CathodeSe
         raise ValueError(f"--cathode-eps-b must be in (0, 1), got {args.cathode_eps_b}")
     classifier = QUICK if args.quick else DEFAULT
     return CathodeSetup(np.asarray(background, np.float32), classifier, args.cathode_eps_b)
+
+
+def realisations_log_pb(real, log_pb_background: np.ndarray, samples, model, key) -> np.ndarray:
+    """``(R, N)`` ``log p_B`` of injected realisations: the background's, then the injected signal's.
+
+    With a :class:`FoldedBackground` each injected signal event is scored by a random fold's models
+    (``key``): no background model saw it.
+    """
+    n_r, n_b = real.x.shape[0], log_pb_background.shape[0]
+    sig = real.x[:, n_b:].reshape(-1, 5)
+    fold = None
+    if isinstance(model, FoldedBackground):
+        fold = np.asarray(jax.random.randint(key, (len(sig),), 0, model.n_folds))
+    log_pb_sig = _log_density(sig, samples, model, fold).reshape(n_r, -1)
+    return np.concatenate([np.broadcast_to(log_pb_background, (n_r, n_b)), log_pb_sig], axis=1)
 
 
 def background_setup(args, out: ResultsDir, samples, variant: str, key):
@@ -725,14 +745,8 @@ def main(args: argparse.Namespace, out: ResultsDir) -> None:
                                      args.realisations)  # fmt: skip
         log_pb = None
         if args.method == "ranode":
-            sig = real.x[:, n_b:].reshape(-1, 5)
-            fold = None  # injected signal: a random fold each (no background model saw it)
-            if isinstance(model, FoldedBackground):
-                fold = np.asarray(jax.random.randint(jax.random.fold_in(k_inj, 10_000 + i), (len(sig),), 0,
-                                                     model.n_folds))  # fmt: skip
-            log_pb_sig = _log_density(sig, samples, model, fold).reshape(args.realisations, -1)
-            log_pb = _pad(np.concatenate([np.broadcast_to(log_pb_bkg, (args.realisations, n_b)), log_pb_sig],
-                                         axis=1), n_max)  # fmt: skip
+            k_fold = jax.random.fold_in(k_inj, 10_000 + i)
+            log_pb = _pad(realisations_log_pb(real, log_pb_bkg, samples, model, k_fold), n_max)
         n = real.x.shape[1]
         weight = np.concatenate([np.ones((args.realisations, n), np.float32),
                                  np.zeros((args.realisations, n_max - n), np.float32)], axis=1)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The measurement drivers (experiments/mu_scan.py, experiments/coverage.py) and gbijax.inference._measure."""
+"""The measurement drivers (experiments/mu_scan.py, coverage.py, ranode_diagnostics.py) and _measure."""
 
 import importlib.util
 import json
@@ -281,3 +281,21 @@ def test_mu_scan_cathode_quick(tmp_path):
     assert (cmp / "significance.png").exists() and (cmp / "mu_scan.png").exists()
     assert _run("mu_scan", [*common, "--method", "cathode", "--cathode-eps-b", "1.5", "--background-variant",
                             "exact", "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
+
+
+def test_ranode_diagnostics_split_the_held_out_shape_by_the_truth(tmp_path):
+    out = tmp_path / "diagnostics"
+    argv = ["--data", TINY_TOY, "--realisations", "2", "--max-sr-background", "1000", "--injections", "0.1",
+            "--out", str(out), *TINY_RANODE, "--n-bootstrap", "0", "--epochs", "10"]  # fmt: skip
+    assert _run("ranode_diagnostics", argv) == 0
+    rows = json.loads((out / "results.json").read_text())["injections"]
+    assert [r["mu_injected"] for r in rows] == [0.0, 0.1]
+    none, big = (r["median"] for r in rows)
+    assert none["signal_median_ratio"] is None  # no signal events
+    for m in (none, big):  # the exact background: the learned shape integrates to one under it
+        assert abs(m["background_mean_ratio"] - 1.0) < 0.15
+    assert big["spurious_mu_hat"] < 0.25 * big["mu_hat"]
+    assert big["signal_median_ratio"] > 1.0 > big["background_median_ratio"]
+    assert _run("ranode_diagnostics", argv) == 0  # resumed from its steps: the same numbers
+    assert json.loads((out / "results.json").read_text())["injections"] == rows
+    assert _run("ranode_diagnostics", [*argv, "--mode", "scan"]) == 2
