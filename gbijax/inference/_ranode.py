@@ -87,10 +87,11 @@ class RanodeConfig(NamedTuple):
             (0: plain maximum likelihood). The mixture likelihood does not identify ``w``: with
             ``p_S' = lambda p_S + (1 - lambda) p_B``, the pair ``(w / lambda, p_S')`` describes the
             data exactly as ``(w, p_S)`` does, so a flow can keep a background-like part in its
-            "signal" and a larger ``w``, and training ends where it started along that flat
-            direction (above the truth when ``w_init`` is). The held-out ``mu_hat`` follows it:
-            ``mu_true / lambda``. A penalty on ``w`` breaks the tie towards the smallest signal
-            fraction (the irreducible decomposition); too large a one biases ``w`` low.
+            "signal" and a larger ``w``. Training ends somewhere along that flat direction: on
+            the real LHCO signal region above the truth, and higher the higher ``w_init`` (from
+            below the truth too). The held-out ``mu_hat`` follows it: ``mu_true / lambda``. A
+            penalty on ``w`` breaks the tie towards the smallest signal fraction (the irreducible
+            decomposition); too large a one biases ``w`` low.
         n_bootstrap: learned mode: bootstrap replicas per fold whose spread of ``mu_hat`` is the
             shape uncertainty in the intervals (0: plain Wilks intervals; needs >= 2 to act).
         segment_epochs: 0 (default): all signal flows train as one vmapped program, which runs
