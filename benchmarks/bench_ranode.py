@@ -121,11 +121,22 @@ def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx, segment_e
             row.update({"segment_epochs": segment_epochs, "compacted_runs_s": walls["compacted_"],
                         "compacted_wall_s": statistics.median(walls["compacted_"]),
                         "compacted_flow_epochs": _compacted_flow_epochs(e, segment_epochs),
-                        "compacted_epochs_agree": bool(np.array_equal(epochs["compacted_"], e))})  # fmt: skip
+                        "compacted_epochs_agree": bool(np.array_equal(epochs["compacted_"], e)),
+                        **_epoch_shifts(epochs["compacted_"], e)})  # fmt: skip
             row["one_program_over_compacted"] = row["wall_s"] / row["compacted_wall_s"]
         rows.append(row)
         print("early stopping", rows[-1], flush=True)
     return rows
+
+
+def _epoch_shifts(compacted: np.ndarray, one_program: np.ndarray) -> dict:
+    """How many flows stop at another epoch when compacted, and the largest shift.
+
+    Equal on the CPU; on a GPU the smaller batches of flows may run other kernels whose float32
+    rounding differs, which can move a late flow's best validation epoch.
+    """
+    shift = np.abs(compacted.astype(int) - one_program.astype(int))
+    return {"compacted_epochs_differ": int(np.sum(shift > 0)), "compacted_max_epoch_shift": int(shift.max())}
 
 
 def _compacted_flow_epochs(epochs: np.ndarray, segment: int) -> int:

@@ -98,7 +98,8 @@ class RanodeConfig(NamedTuple):
             until the last flow stops early, so every flow costs as much as the slowest. > 0:
             every that many epochs the flows that stopped are dropped and the others go on in a
             smaller batch (:func:`gbijax.train.train_population`), so the cost follows the sum
-            of the flows' epochs; the same flows and epochs, parameters up to float rounding. The
+            of the flows' epochs; the same flows, parameters up to float rounding (which on a GPU
+            moved 4 of 400 flows' stopping epochs, :func:`gbijax.train.train_population`). The
             host decides between segments, so :func:`fit_ranode` then cannot run inside an outer
             ``jit`` or ``vmap`` (e.g. :func:`gbijax.inference.measure_ranode`).
     """
@@ -413,7 +414,8 @@ def fit_ranode_realisations(
     (:func:`gbijax.train.train_population`): every ``segment_epochs`` epochs the flows that
     stopped early are dropped, whichever realisation they belong to, so the batch stays full as
     long as any flows run and the cost follows the sum of their epochs. Each flow's training is
-    the same as in :func:`fit_ranode` (the same epochs; parameters up to float rounding).
+    the same as in :func:`fit_ranode` up to float rounding (see
+    :func:`gbijax.train.train_population` for its effect on the epochs).
 
     Args:
         keys: ``(R,)`` PRNG keys; u: ``(R, N, 5)``; log_pb, weight: ``(R, N)`` (see
