@@ -284,10 +284,10 @@ def train_population(
     one of them, whose results are dropped, so only ``O(log M)`` batch sizes compile. As epoch
     ``e`` of :func:`train` uses ``fold_in(key, e)``, each member's result is the one of a single
     ``jax.vmap`` over the population, parameters equal up to the float rounding of another batch
-    size, and so the same epochs but where that rounding decides a near tie of validation losses
-    (on the CPU the epochs were equal in every test; on an H200, where other batch sizes run
-    other kernels, 4 of 400 R-ANODE flows stopped at another epoch, by at most 8). The host
-    decides between segments, so this cannot run inside ``jit`` or ``vmap``.
+    size, and so the same epochs except where that rounding decides a near tie of validation
+    losses (R-ANODE benchmark scans: 4 of 400 flows stopped at another epoch, by at most 8, on an
+    H200; 1 of 20, by 1, on a CPU; 0 of 20 in another CPU scan). The host decides between
+    segments, so this cannot run inside ``jit`` or ``vmap``.
 
     >>> cfg = TrainConfig(epochs=60, batch_size=32, learning_rate=0.2, patience=2)
     >>> x = jax.random.normal(jax.random.key(0), (4, 256)) * jnp.arange(1.0, 5.0)[:, None]
