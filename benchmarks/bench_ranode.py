@@ -132,8 +132,8 @@ def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx, segment_e
 def _epoch_shifts(compacted: np.ndarray, one_program: np.ndarray) -> dict:
     """How many flows stop at another epoch when compacted, and the largest shift.
 
-    Equal on the CPU; on a GPU the smaller batches of flows may run other kernels whose float32
-    rounding differs, which can move a late flow's best validation epoch.
+    The smaller batches of flows round differently in float32 (on a GPU they may also run other
+    kernels), which can tip a near tie of validation losses and move a flow's stopping epoch.
     """
     shift = np.abs(compacted.astype(int) - one_program.astype(int))
     return {"compacted_epochs_differ": int(np.sum(shift > 0)), "compacted_max_epoch_shift": int(shift.max())}
