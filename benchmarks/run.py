@@ -161,6 +161,18 @@ def _early_stopping_table(r: dict) -> str:
     return "\n".join([head, separator, *rows])
 
 
+def _compacted_floor(r: dict, e: dict) -> str:
+    """The compacted scan's computed flow-epochs at the full batch's rate (a floor), if that M was timed."""
+    rate = {row["flows"]: row["s_per_flow_epoch"] for row in r["rows"] if row["mode"] == "vmapped"}
+    if e["flows"] not in rate:
+        return ""
+    n, m = e["compacted_flow_epochs"], e["flows"]
+    floor = n * rate[m]
+    return (f"\nIts {n:,} computed flow-epochs at the {m}-flow rate above take {fmt_seconds(floor)}, so the "
+            f"compacted\nscan runs at {floor / e['compacted_wall_s']:.0%} of that rate: what is left is "
+            "the cost of a flow-epoch.")
+
+
 def _early_stopping(r: dict) -> str:
     if "early_stopping" not in r:
         return ""
@@ -168,16 +180,11 @@ def _early_stopping(r: dict) -> str:
     one = e["wall_s"] * 400 / e["flows"]  # one injection's 400 flows (scaled when another M was run)
     line = ("The complete study of one mass point (12 injections x 10 realisations x 400 flows) at this\n"
             f"rate, one scan after another: {120 * one / 60:.0f} min")
+    floor = ""
     if "compacted_wall_s" in e:
         line += f"; compacted: {120 * e['compacted_wall_s'] * 400 / e['flows'] / 60:.0f} min"
-    line += " (target: under 1 hour on one H100)."
-    rate = {row["flows"]: row["s_per_flow_epoch"] for row in r["rows"] if row["mode"] == "vmapped"}
-    if "compacted_wall_s" in e and e["flows"] in rate:  # its flow-epochs at the full batch's rate: a floor
-        n, floor = e["compacted_flow_epochs"], e["compacted_flow_epochs"] * rate[e["flows"]]
-        m, t = e["flows"], fmt_seconds(floor)
-        line += (f"\nIts {n:,} computed flow-epochs at the {m}-flow rate above take {t}, so the compacted\n"
-                 f"scan runs at {floor / e['compacted_wall_s']:.0%} of that rate: what is left is the cost "
-                 "of a flow-epoch.")
+        floor = _compacted_floor(r, e)
+    line += f" (target: under 1 hour on one H100).{floor}"
     return f"""
 End to end, as the reference runs it (`--early-stopping`: toy SR of {r['events']:,} events with 1% signal,
 exact background density, at most 100 epochs, patience 10; one vmapped program ends when its last flow

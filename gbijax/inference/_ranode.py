@@ -98,8 +98,8 @@ class RanodeConfig(NamedTuple):
             until the last flow stops early, so every flow costs as much as the slowest. > 0:
             every that many epochs the flows that stopped are dropped and the others go on in a
             smaller batch (:func:`gbijax.train.train_population`), so the cost follows the sum
-            of the flows' epochs; the same flows, parameters up to float rounding (which on a GPU
-            moved 4 of 400 flows' stopping epochs, :func:`gbijax.train.train_population`). The
+            of the flows' epochs; the same flows, parameters up to float rounding (which can move
+            a flow's stopping epoch: :func:`gbijax.train.train_population`). The
             host decides between segments, so :func:`fit_ranode` then cannot run inside an outer
             ``jit`` or ``vmap`` (e.g. :func:`gbijax.inference.measure_ranode`).
     """
