@@ -111,6 +111,9 @@ def add_ranode_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--learning-rate", type=float, default=3e-3)
     g.add_argument("--hidden", type=int, default=16, help="MADE width (2 hidden layers)")
     g.add_argument("--n-bins", type=int, default=8, help="spline bins")
+    g.add_argument("--tail-bound", type=float, default=8.0,
+                   help="the splines act on [-B, B] in signal coordinates and are the identity outside (the "
+                        "reference's 8; the toy's signal reaches |u| of about 20 in the tau coordinates)")
     g.add_argument("--transform", choices=("spline", "affine"), default="spline")
     g.add_argument("--n-w", type=int, default=8, help="scan mode: w values, log-spaced 1e-4 to 0.1")
     g.add_argument("--w-init", type=float, default=0.01, help="learned mode: w starts here")
@@ -135,7 +138,7 @@ def ranode_config(args: argparse.Namespace) -> RanodeConfig:
     epochs = min(args.epochs, 8) if args.quick else args.epochs
     return RanodeConfig(
         flow=SplineFlowConfig(features=5, n_layers=2, hidden=(args.hidden, args.hidden), n_bins=args.n_bins,
-                              transform=args.transform),
+                              tail_bound=args.tail_bound, transform=args.transform),
         train=TrainConfig(epochs=epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                           weight_decay=1e-4, patience=args.patience),
         mode=args.mode,

@@ -13,7 +13,12 @@ learned shape are split by the truth labels:
   The mixture likelihood is flat along ``(w, p_S) -> (w / lambda, lambda p_S + (1 - lambda) p_B)``,
   so such a part comes with a larger ``w`` and a larger ``mu_hat`` (``mu_true / lambda``); the
   learned ``w`` and ``--w-init`` / ``--w-penalty`` (:class:`gbijax.inference.RanodeConfig`) show it;
-- ``w_learned`` (mean over the flows), ``mu_hat`` and its 68% interval.
+- ``w_learned`` (mean over the flows), ``mu_hat`` and its 68% and 95% intervals;
+- ``template_*``: the same held-out fit with the signal shape *known*: flows trained on signal
+  pool events that no realisation of the injection received
+  (:func:`gbijax.inference.fit_signal_template`, ``--template-events``), with the same background
+  density. Where the template recovers ``mu`` and the learned shape does not, the error is the
+  learned shape's, not the background model's.
 
     python experiments/ranode_diagnostics.py --data cathode:../shared/data/lhco/cathode \\
         --background-variant sr_truth --sr-truth-folds 3 --background-ensemble 8 --n-seeds 4 \\
@@ -36,7 +41,14 @@ import numpy as np
 
 import gbijax  # noqa: F401  (sets the XLA flags before JAX starts)
 from gbijax.experiment import experiment_parser, progress, run_experiment
-from gbijax.inference import fit_mixture, fit_ranode_realisations, ranode_inputs, realisation_keys
+from gbijax.inference import (
+    fit_mixture,
+    fit_ranode_realisations,
+    fit_signal_template,
+    ranode_inputs,
+    realisation_keys,
+    signal_template_log_prob,
+)
 from gbijax.pipeline import BACKGROUND_VARIANTS, analysis_samples, injected_realisations
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -51,8 +63,9 @@ from mu_scan import (  # noqa: E402
     realisations_log_pb,
 )
 
-FIELDS = ("mu_hat", "lo68", "hi68", "w_learned", "spurious_mu_hat", "background_mean_ratio",
+FIELDS = ("mu_hat", "lo68", "hi68", "lo95", "hi95", "w_learned", "spurious_mu_hat", "background_mean_ratio",
           "background_median_ratio", "signal_median_ratio")  # fmt: skip
+TEMPLATE_FIELDS = ("template_mu_hat", "template_lo95", "template_hi95", "template_z")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,9 +78,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--realisations", type=int, default=2, help="data realisations per injection")
     parser.add_argument("--max-sr-background", type=int, default=0,
                         help="use a random subset of this many SR background events (0: all)")  # fmt: skip
+    parser.add_argument("--template-events", type=int, default=30_000,
+                        help="signal pool events (not injected) that train the known-shape template "
+                             "(0: no template fit)")  # fmt: skip
     add_background_arguments(parser)
     add_ranode_arguments(parser)
     return parser
+
+
+def template_fit(key, config, coords, pool: np.ndarray, injected: np.ndarray, n_events: int, x, log_pb):
+    """The held-out fit of every realisation with a signal template trained on pool events not injected.
+
+    Args:
+        key: PRNG key (choice of the template's events, its training).
+        config: the :class:`gbijax.inference.RanodeConfig` whose flow, training and seeds it uses.
+        coords: the signal coordinates; pool: ``(P, 5)`` signal pool events.
+        injected: pool rows injected into any realisation (left out of the template's training).
+        n_events: at most this many events train the template.
+        x, log_pb: ``(R, N, 5)`` realisations and their ``(R, N)`` background log-densities.
+
+    Raises:
+        ValueError: fewer than 100 pool events left after the injected ones.
+    """
+    free = np.setdiff1d(np.arange(len(pool)), injected)
+    if len(free) < 100:
+        raise ValueError(f"the signal template needs pool events that were not injected: {len(free)} left of "
+                         f"{len(pool)}; use fewer realisations or a smaller injection")  # fmt: skip
+    k_pick, k_train = jax.random.split(key)
+    picked = free[np.asarray(jax.random.permutation(k_pick, len(free)))[:n_events]]
+    u_signal, _ = ranode_inputs(coords, jnp.asarray(pool[picked]), jnp.zeros(len(picked)))
+    params = fit_signal_template(k_train, u_signal, config)
+    u, log_pb_u = ranode_inputs(coords, jnp.asarray(x), jnp.asarray(log_pb))
+    log_ratio = jax.vmap(lambda uu: signal_template_log_prob(config, params, uu))(u) - log_pb_u
+    res = jax.vmap(fit_mixture)(log_ratio)
+    return {"template_mu_hat": res.mu_hat, "template_lo95": res.interval_95.lo,
+            "template_hi95": res.interval_95.hi, "template_z": res.z}  # fmt: skip
 
 
 def shape_diagnostics(log_ratio: np.ndarray, n_background: int) -> dict:
@@ -96,6 +141,8 @@ def main(args: argparse.Namespace, out) -> None:
     samples = samples._replace(background_sr=_subsample(k_sub, samples.background_sr, args.max_sr_background))
     background, log_pb_bkg, model, coords, _ = background_setup(args, out, samples, variant, k_bkg)
     n_b = len(background)
+    pool = samples.signal_pool
+    fields = FIELDS + (TEMPLATE_FIELDS if args.template_events else ())
     rows = []
     for i, mu in enumerate(progress(parse_injections(args.injections, args.quick), "injections")):
         real = injected_realisations(jax.random.fold_in(k_inj, i), background, samples.signal_pool, mu,
@@ -107,13 +154,19 @@ def main(args: argparse.Namespace, out) -> None:
             keys = realisation_keys(jax.random.fold_in(k_fit, i), args.realisations)
             res = fit_ranode_realisations(keys, u, log_pb_u, jnp.ones(log_pb.shape, jnp.float32), config)
             measured = {"mu_hat": res.mu_hat, "lo68": res.interval_68.lo, "hi68": res.interval_68.hi,
+                        "lo95": res.interval_95.lo, "hi95": res.interval_95.hi,
                         "w_learned": jnp.mean(res.w_learned, axis=(1, 2))}  # fmt: skip
             found = {**measured, **shape_diagnostics(np.asarray(res.log_ratio, np.float64), n_b)}
-            return {k: jnp.asarray(found[k], jnp.float32) for k in FIELDS}
+            if args.template_events:
+                k_template = jax.random.fold_in(k_fit, 20_000 + i)
+                found |= template_fit(k_template, config, coords, pool, real.pool_index.ravel(),
+                                      args.template_events, real.x, log_pb)  # fmt: skip
+            return {k: jnp.asarray(found[k], jnp.float32) for k in fields}
 
-        template = lambda: {k: jnp.zeros(args.realisations, jnp.float32) for k in FIELDS}
+        template = lambda: {k: jnp.zeros(args.realisations, jnp.float32) for k in fields}
         step_config = {"variant": variant, "data": args.data, "seed": args.seed, "n_b": n_b, "mu": mu,
-                       "realisations": args.realisations, "ranode": ranode_step_config(config)}  # fmt: skip
+                       "realisations": args.realisations, "ranode": ranode_step_config(config),
+                       "template_events": args.template_events}  # fmt: skip
         found = {k: np.asarray(v) for k, v in out.step(f"mu_{i:02d}", step_config, compute, template).items()}
         median = {k: float(np.nanmedian(v)) if np.isfinite(v).any() else None for k, v in found.items()}
         row = {"mu_injected": mu, "mu_true": real.mu, "n_signal": real.n_signal, "median": median,
@@ -121,7 +174,8 @@ def main(args: argparse.Namespace, out) -> None:
         rows.append(row)
         print(f"mu_true {real.mu:.5f}: mu_hat {median['mu_hat']:.5f}, w learned {median['w_learned']:.5f}, "
               f"spurious (background events only) {median['spurious_mu_hat']:.5f}, r over background: mean "
-              f"{median['background_mean_ratio']:.4f}, median {median['background_median_ratio']:.4f}",
+              f"{median['background_mean_ratio']:.4f}, median {median['background_median_ratio']:.4f}"
+              + (f"; known shape: mu_hat {median['template_mu_hat']:.5f}" if args.template_events else ""),
               flush=True)  # fmt: skip
     out.write_results({"background_variant": variant, "data": args.data, "n_background": n_b,
                        "ranode_config": config._asdict(), "injections": rows})  # fmt: skip

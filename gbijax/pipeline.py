@@ -119,6 +119,8 @@ class Realisations(NamedTuple):
         mu: the realised signal fraction ``S / (S + B)``.
         n_signal: injected signal events ``S``.
         s_over_sqrt_b: ``S / sqrt(B)``.
+        pool_index: ``(R, S)`` the injected events' rows in the signal pool (so that a signal
+            template can be trained on pool events that were not injected).
     """
 
     x: np.ndarray
@@ -126,6 +128,7 @@ class Realisations(NamedTuple):
     mu: float
     n_signal: int
     s_over_sqrt_b: float
+    pool_index: np.ndarray
 
 
 def injected_realisations(key: jax.Array, background: np.ndarray, signal_pool: np.ndarray, mu: float,
@@ -144,11 +147,11 @@ def injected_realisations(key: jax.Array, background: np.ndarray, signal_pool: n
     n_s = int(round(mu * n_b / (1.0 - mu)))
     if n_s > len(signal_pool):
         raise ValueError(f"mu = {mu} needs {n_s} signal events; the signal pool holds {len(signal_pool)}")
-    picks = [np.asarray(jax.random.permutation(jax.random.fold_in(key, r), len(signal_pool))[:n_s])
-             for r in range(n_realisations)]  # fmt: skip
+    picks = np.stack([np.asarray(jax.random.permutation(jax.random.fold_in(key, r), len(signal_pool))[:n_s])
+                      for r in range(n_realisations)]).reshape(n_realisations, n_s)  # fmt: skip
     x = np.stack([np.concatenate([background, signal_pool[p]]) for p in picks])
     label = np.concatenate([np.zeros(n_b, np.int32), np.ones(n_s, np.int32)])
-    return Realisations(x, label, n_s / (n_s + n_b), n_s, n_s / np.sqrt(n_b))
+    return Realisations(x, label, n_s / (n_s + n_b), n_s, n_s / np.sqrt(n_b), picks)
 
 
 def _mass_density(samples: AnalysisSamples, variant: str, bins: int = 40):

@@ -286,7 +286,7 @@ def test_mu_scan_cathode_quick(tmp_path):
 def test_ranode_diagnostics_split_the_held_out_shape_by_the_truth(tmp_path):
     out = tmp_path / "diagnostics"
     argv = ["--data", TINY_TOY, "--realisations", "2", "--max-sr-background", "1000", "--injections", "0.1",
-            "--out", str(out), *TINY_RANODE, "--n-bootstrap", "0", "--epochs", "10"]  # fmt: skip
+            "--out", str(out), *TINY_RANODE, "--n-bootstrap", "0", "--epochs", "10"]
     assert _run("ranode_diagnostics", argv) == 0
     rows = json.loads((out / "results.json").read_text())["injections"]
     assert [r["mu_injected"] for r in rows] == [0.0, 0.1]
@@ -296,6 +296,14 @@ def test_ranode_diagnostics_split_the_held_out_shape_by_the_truth(tmp_path):
         assert abs(m["background_mean_ratio"] - 1.0) < 0.15
     assert big["spurious_mu_hat"] < 0.25 * big["mu_hat"]
     assert big["signal_median_ratio"] > 1.0 > big["background_median_ratio"]
+    # the known-shape template (trained on pool events no realisation received) measures mu too;
+    # its exactness is tested in test_ranode.py (this tiny flow, 10 epochs, leaves it ~20% low)
+    assert none["template_mu_hat"] < 0.01 and none["template_lo95"] == 0.0
+    assert 0.6 * rows[1]["mu_true"] < big["template_mu_hat"] < 1.2 * rows[1]["mu_true"]
+    assert big["template_z"] > 3.0
     assert _run("ranode_diagnostics", argv) == 0  # resumed from its steps: the same numbers
     assert json.loads((out / "results.json").read_text())["injections"] == rows
     assert _run("ranode_diagnostics", [*argv, "--mode", "scan"]) == 2
+    pool = np.zeros((1500, 5))
+    with pytest.raises(ValueError, match="not injected: 50 left of 1500"):
+        _driver("ranode_diagnostics").template_fit(None, None, None, pool, np.arange(1450), 100, None, None)

@@ -6,7 +6,13 @@ import pytest
 
 from gbijax.background import BackgroundConfig, background_member_log_probs, fit_background
 from gbijax.generators import mass_density_from_samples
-from gbijax.pipeline import FoldedBackground, analysis_samples, background_density, fit_background_folds
+from gbijax.pipeline import (
+    FoldedBackground,
+    analysis_samples,
+    background_density,
+    fit_background_folds,
+    injected_realisations,
+)
 from gbijax.train import TrainConfig
 
 TINY = BackgroundConfig(model="spline_flow", ensemble=2, hidden=(8, 8), n_layers=2,
@@ -49,3 +55,18 @@ def test_folded_background_evaluates_each_event_with_its_folds_members(samples, 
         background_density(x, samples, model)
     with pytest.raises(ValueError, match="at least 2 folds"):
         fit_background_folds(jax.random.key(1), samples, TINY, n_folds=1)
+
+
+def test_injected_realisations_record_the_pool_rows_they_drew(samples):
+    background, pool = samples.background_sr[:270], samples.signal_pool
+    real = injected_realisations(jax.random.key(3), background, pool, 0.1, 3)
+    assert real.n_signal == 30 and real.x.shape == (3, 300, 5) and real.pool_index.shape == (3, 30)
+    for r in range(3):
+        assert len(set(real.pool_index[r].tolist())) == 30  # without replacement
+        np.testing.assert_array_equal(real.x[r, 270:], pool[real.pool_index[r]])
+        np.testing.assert_array_equal(real.x[r, :270], background)
+    again = injected_realisations(jax.random.key(3), background, pool, 0.1, 3)
+    np.testing.assert_array_equal(again.pool_index, real.pool_index)
+    assert injected_realisations(jax.random.key(3), background, pool, 0.0, 2).pool_index.shape == (2, 0)
+    with pytest.raises(ValueError, match=f"needs {len(pool) + 1} signal events"):
+        injected_realisations(jax.random.key(3), background, pool, (len(pool) + 1) / (len(pool) + 271), 1)

@@ -13,9 +13,11 @@ from gbijax.inference._ranode import (
     RanodeResult,
     fit_ranode,
     fit_ranode_realisations,
+    fit_signal_template,
     ranode_signal_log_prob,
     sample_signal_model,
     signal_coordinates,
+    signal_template_log_prob,
 )
 from gbijax.inference._stats import (
     CL68,
@@ -51,8 +53,7 @@ __all__ = [
     "oracle_log_ratio", "poisson_weights",
     "profile_scan", "scan_log_likelihood", "wilks_threshold",
     "RanodeConfig", "RanodeResult", "fit_ranode", "fit_ranode_realisations", "ranode_signal_log_prob",
-    "sample_signal_model",
-    "signal_coordinates",
+    "fit_signal_template", "sample_signal_model", "signal_coordinates", "signal_template_log_prob",
 ]  # fmt: skip
 
 from gbijax.inference._cut import CutAndCount, cut_and_count, on_off_significance  # noqa: E402
