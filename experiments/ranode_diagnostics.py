@@ -145,7 +145,7 @@ def main(args: argparse.Namespace, out) -> None:
     fields = FIELDS + (TEMPLATE_FIELDS if args.template_events else ())
     rows = []
     for i, mu in enumerate(progress(parse_injections(args.injections, args.quick), "injections")):
-        real = injected_realisations(jax.random.fold_in(k_inj, i), background, samples.signal_pool, mu,
+        real = injected_realisations(jax.random.fold_in(k_inj, i), background, pool, mu,
                                      args.realisations)  # fmt: skip
         log_pb = realisations_log_pb(real, log_pb_bkg, samples, model, jax.random.fold_in(k_inj, 10_000 + i))
 
