@@ -148,7 +148,7 @@ def injected_realisations(key: jax.Array, background: np.ndarray, signal_pool: n
     if n_s > len(signal_pool):
         raise ValueError(f"mu = {mu} needs {n_s} signal events; the signal pool holds {len(signal_pool)}")
     picks = np.stack([np.asarray(jax.random.permutation(jax.random.fold_in(key, r), len(signal_pool))[:n_s])
-                      for r in range(n_realisations)]).reshape(n_realisations, n_s)  # fmt: skip
+                      for r in range(n_realisations)])  # fmt: skip
     x = np.stack([np.concatenate([background, signal_pool[p]]) for p in picks])
     label = np.concatenate([np.zeros(n_b, np.int32), np.ones(n_s, np.int32)])
     return Realisations(x, label, n_s / (n_s + n_b), n_s, n_s / np.sqrt(n_b), picks)

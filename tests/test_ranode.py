@@ -173,7 +173,7 @@ def test_signal_template_learns_the_signal_and_measures_mu(toy_sr):
     """A template trained on labelled signal events: close to the exact density, mu within its interval."""
     x, label, coords, u, log_pb = toy_sr
     sig = toy.signal_sample(jax.random.key(7), 4000, region=SR)
-    u_sig, log_det = _to_coordinates(coords, sig)
+    u_sig, _ = _to_coordinates(coords, sig)
     # about 4% of toy signal events lie beyond |u| = 8 in each tau coordinate (logits far below the
     # background's), where a tail bound of 8 leaves the flow the identity: mu_hat would be 8% low
     cfg = TINY._replace(n_seeds=2, train=TINY.train._replace(epochs=40),

@@ -49,9 +49,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gbijax.data._events import check_finite
 from gbijax.data._preprocessing import Preprocessing, forward, inverse
 from gbijax.data._regions import DEFAULT_SR, SignalRegion
-from gbijax.generators import RANODE_SIGNAL_FLOW, Generator, SplineFlowConfig, as_loss_fn, spline_flow
+from gbijax.generators import (
+    RANODE_SIGNAL_FLOW,
+    Generator,
+    SplineFlowConfig,
+    fit_ensemble,
+    init_ensemble,
+    spline_flow,
+)
 from gbijax.inference._stats import (
     CL68,
     CL95,
@@ -62,7 +70,7 @@ from gbijax.inference._stats import (
     profile_scan,
     wilks_threshold,
 )
-from gbijax.train import TrainConfig, TrainState, fit, init_state, train, train_population
+from gbijax.train import TrainConfig, TrainState, init_state, train, train_population
 
 __all__ = ["MODES", "RanodeConfig", "RanodeResult", "fit_ranode", "fit_ranode_realisations",
            "fit_signal_template", "ranode_signal_log_prob", "sample_signal_model", "signal_coordinates",
@@ -548,9 +556,8 @@ def fit_signal_template(key: jax.Array, u_signal: jax.Array, config: RanodeConfi
     u_signal = jnp.asarray(u_signal, jnp.float32)
     if u_signal.ndim != 2 or u_signal.shape[1] != config.flow.features or u_signal.shape[0] < 2:
         raise ValueError(f"signal events must be (M >= 2, {config.flow.features}), got {u_signal.shape}")
-    if not isinstance(u_signal, jax.core.Tracer) and not bool(jnp.isfinite(u_signal).all()):
-        bad = int((~jnp.isfinite(u_signal).all(axis=1)).sum())
-        raise ValueError(f"{bad} signal events have NaN or inf coordinates")
+    if not isinstance(u_signal, jax.core.Tracer):
+        check_finite(np.asarray(u_signal), name="signal template events")
     weight = jnp.ones(u_signal.shape[0]) if weight is None else jnp.asarray(weight, jnp.float32)
     if weight.shape != u_signal.shape[:1]:
         raise ValueError(f"weight must be ({u_signal.shape[0]},), got {weight.shape}")
@@ -562,11 +569,10 @@ def _fit_signal_template(key, u_signal, weight, config: RanodeConfig):
     flow = spline_flow(config.flow)
     k_val, k_init, k_fit = jax.random.split(key, 3)
     val = (jax.random.uniform(k_val, weight.shape) < config.val_fraction).astype(weight.dtype)
+    params = init_ensemble(flow, k_init, config.n_seeds)
     train_data = {"x": u_signal, "weight": weight * (1 - val)}
     val_data = {"x": u_signal, "weight": weight * val}
-    one = lambda k_i, k_f: fit(k_f, flow.init(k_i), as_loss_fn(flow), train_data, val_data, config.train)[0]
-    seeds = config.n_seeds
-    return jax.vmap(one)(jax.random.split(k_init, seeds), jax.random.split(k_fit, seeds))
+    return fit_ensemble(flow, k_fit, params, train_data, val_data, config.train)[0]
 
 
 def signal_template_log_prob(config: RanodeConfig, params, u: jax.Array) -> jax.Array:
