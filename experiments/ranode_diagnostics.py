@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def template_fit(key, config, coords, pool: np.ndarray, injected: np.ndarray, n_events: int, x, log_pb):
+def template_fit(key, config, coords, pool: np.ndarray, injected: np.ndarray, n_events: int, u, log_pb_u):
     """The held-out fit of every realisation with a signal template trained on pool events not injected.
 
     Args:
@@ -95,7 +95,8 @@ def template_fit(key, config, coords, pool: np.ndarray, injected: np.ndarray, n_
         coords: the signal coordinates; pool: ``(P, 5)`` signal pool events.
         injected: pool rows injected into any realisation (left out of the template's training).
         n_events: at most this many events train the template.
-        x, log_pb: ``(R, N, 5)`` realisations and their ``(R, N)`` background log-densities.
+        u, log_pb_u: ``(R, N, 5)`` realisations in signal coordinates and their ``(R, N)`` background
+            log-densities there (:func:`gbijax.inference.ranode_inputs`).
 
     Raises:
         ValueError: fewer than 100 pool events left after the injected ones.
@@ -108,7 +109,6 @@ def template_fit(key, config, coords, pool: np.ndarray, injected: np.ndarray, n_
     picked = free[np.asarray(jax.random.permutation(k_pick, len(free)))[:n_events]]
     u_signal, _ = ranode_inputs(coords, jnp.asarray(pool[picked]), jnp.zeros(len(picked)))
     params = fit_signal_template(k_train, u_signal, config)
-    u, log_pb_u = ranode_inputs(coords, jnp.asarray(x), jnp.asarray(log_pb))
     log_ratio = jax.vmap(lambda uu: signal_template_log_prob(config, params, uu))(u) - log_pb_u
     res = jax.vmap(fit_mixture)(log_ratio)
     return {"template_mu_hat": res.mu_hat, "template_lo95": res.interval_95.lo,
@@ -160,7 +160,7 @@ def main(args: argparse.Namespace, out) -> None:
             if args.template_events:
                 k_template = jax.random.fold_in(k_fit, 20_000 + i)
                 found |= template_fit(k_template, config, coords, pool, real.pool_index.ravel(),
-                                      args.template_events, real.x, log_pb)  # fmt: skip
+                                      args.template_events, u, log_pb_u)  # fmt: skip
             return {k: jnp.asarray(found[k], jnp.float32) for k in fields}
 
         template = lambda: {k: jnp.zeros(args.realisations, jnp.float32) for k in fields}
