@@ -114,7 +114,9 @@ def add_ranode_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tail-bound", type=float, default=8.0,
                    help="the splines act on [-B, B] in signal coordinates and are the identity outside (the "
                         "reference's 8; 2.9%% of the toy's signal lies beyond 8 in the tau coordinates, up "
-                        "to |u| of about 21; 1 in 75,000 of the real LHCO signal)")
+                        "to |u| of about 21; 1 in 75,000 of the real LHCO signal; a wider bound spreads the "
+                        "same bins thinner: on the toy at S/sqrt(B) = 3, 24 gave intervals 1.97x the "
+                        "oracle's width where 8 gave 1.20x)")
     g.add_argument("--transform", choices=("spline", "affine"), default="spline")
     g.add_argument("--n-w", type=int, default=8, help="scan mode: w values, log-spaced 1e-4 to 0.1")
     g.add_argument("--w-init", type=float, default=0.01, help="learned mode: w starts here")
