@@ -169,6 +169,36 @@ def test_compacted_training_refuses_jit_and_vmap(toy_sr):
         jax.vmap(run)(u[None])
 
 
+def _spoiled(u, log_pb, weight, what):
+    """One of the bad inputs R-ANODE must refuse, and (a regex of) the error that names it."""
+    cases = {
+        "u columns": ((u[:, :4], log_pb, weight), r"u must be \((R, )?N, 5\).*got shape \((1, )?40, 4\)"),
+        "log_pb length": ((u, log_pb[:30], weight), r"log_pb must be \((R, )?N\).*got shape \((1, )?30,?\)"),
+        "weight length": ((u, log_pb, weight[:30]), r"weight must be \((R, )?N\).*got shape \((1, )?30,?\)"),
+        "NaN u": ((u.at[3, 2].set(jnp.nan), log_pb, weight), r"u.*: 1 row\(s\) contain NaN .*rows 3\)"),
+        "inf log_pb": ((u, log_pb.at[7].set(-jnp.inf), weight), r"log_pb.*: 1 row\(s\) contain .*rows 7\)"),
+        "negative weight": ((u, log_pb, weight.at[5].set(-1.0)), r"weight.*: 1 weight\(s\) neg.*rows 5\)"),
+        "NaN weight": ((u, log_pb, weight.at[9].set(jnp.nan)), r"weight.*: 1 weight\(s\) .*rows 9\)"),
+        "empty": ((u, log_pb, jnp.zeros_like(weight)), "no event has a positive weight"),
+    }
+    return cases[what]
+
+
+@pytest.mark.parametrize("what", ["u columns", "log_pb length", "weight length", "NaN u", "inf log_pb",
+                                  "negative weight", "NaN weight", "empty"])  # fmt: skip
+def test_bad_inputs_are_refused_with_the_problem_named(toy_sr, what):
+    _, _, _, u, log_pb = toy_sr
+    args, message = _spoiled(u[:40], log_pb[:40], jnp.ones(40), what)
+    with pytest.raises(ValueError, match=message):
+        fit_ranode(jax.random.key(0), *args, TINY)
+    stacked = [v[None] for v in args]
+    with pytest.raises(ValueError, match=message):
+        fit_ranode_realisations(jax.random.key(0)[None], *stacked, TINY)
+    if what not in ("u columns", "log_pb length", "weight length"):  # the batched errors name the realisation
+        with pytest.raises(ValueError, match=r"\(realisation 0\)"):
+            measure_ranode(jax.random.key(0)[None], *stacked, config=TINY._replace(segment_epochs=4))
+
+
 def test_signal_template_learns_the_signal_and_measures_mu(toy_sr):
     """A template trained on labelled signal events: close to the exact density, mu within its interval."""
     x, label, coords, u, log_pb = toy_sr

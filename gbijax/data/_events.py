@@ -78,11 +78,15 @@ def check_finite(features: np.ndarray, *, name: str = "events", columns=None) ->
             columns = FEATURE_NAMES
         rows = np.flatnonzero(bad.any(axis=1))
         cols = [str(c) if columns is None else columns[c] for c in np.flatnonzero(bad.any(axis=0))]
-        shown = ", ".join(map(str, rows[:10])) + (", ..." if rows.size > 10 else "")
         raise ValueError(
             f"{name}: {rows.size} row(s) contain NaN or inf (columns {', '.join(cols)}; "
-            f"rows {shown}); clean or remove them explicitly before use"
+            f"rows {shown_rows(rows)}); clean or remove them explicitly before use"
         )
+
+
+def shown_rows(rows: np.ndarray, limit: int = 10) -> str:
+    """The first ``limit`` row numbers for an error message, ``...`` if there are more."""
+    return ", ".join(map(str, rows[:limit])) + (", ..." if rows.size > limit else "")
 
 
 def concatenate(*samples: Events) -> Events:

@@ -50,7 +50,14 @@ from gbijax.inference._paws import (
     toy_log_ratio_fn,
     toy_ratio_data,
 )
-from gbijax.inference._ranode import RanodeConfig, _to_coordinates, fit_ranode, fit_ranode_realisations
+from gbijax.inference._ranode import (
+    RanodeConfig,
+    _check_events,
+    _check_mode,
+    _fit_realisations,
+    _to_coordinates,
+    fit_ranode,
+)
 from gbijax.inference._stats import CL68, CL95, discovery, mixture_asimov_weights, wilks_threshold
 
 __all__ = ["METHODS", "Measurements", "closure_corrected", "closure_injection", "compare_to_oracle",
@@ -174,13 +181,19 @@ def measure_ranode(
         weight: optional ``(R, N)`` per-event weights.
         config: :class:`RanodeConfig` (static).
         batch_size: realisations per vectorised batch (``jax.lax.map``), ``None``: all at once.
+
+    Raises:
+        ValueError: as :func:`gbijax.inference.fit_ranode_realisations` (shapes, NaN or inf,
+            negative weights, an empty realisation, the mode).
     """
-    w = jnp.ones(u.shape[:2], jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32)
+    w = jnp.ones(np.shape(u)[:2], jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32)
+    _check_mode(config)
+    _check_events(u, log_pb, w, config, realisations=True)
     if not config.segment_epochs:
         return _measure_ranode_program(keys, u, log_pb, w, config, batch_size)
     size = batch_size or keys.shape[0]
     chunk = lambda i: (v[i : i + size] for v in (keys, u, log_pb, w))
-    parts = [jax.vmap(_ranode_measurement)(fit_ranode_realisations(*chunk(i), config))
+    parts = [jax.vmap(_ranode_measurement)(_fit_realisations(*chunk(i), config))
              for i in range(0, len(keys), size)]  # fmt: skip
     return jax.tree.map(lambda *v: jnp.concatenate(v), *parts)
 

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gbijax.data._events import check_finite
+from gbijax.data._events import check_finite, shown_rows
 from gbijax.data._preprocessing import Preprocessing, forward, inverse
 from gbijax.data._regions import DEFAULT_SR, SignalRegion
 from gbijax.generators import (
@@ -366,6 +366,35 @@ def _profile(log_ratio_w, weight, grid):
     return jnp.concatenate([jnp.zeros(1, terms.dtype), jnp.sum(weight * terms, axis=1)])
 
 
+def _check_events(u, log_pb, weight, config: RanodeConfig, realisations: bool) -> None:
+    """ValueError for events R-ANODE cannot measure: wrong shapes (always, they are static), and,
+    for concrete arrays, NaN or inf in ``u`` or ``log_pb``, weights that are negative or not
+    finite, or no event of positive weight (an empty signal region).
+    """
+    lead = "R, N" if realisations else "N"
+    u_shape, d = np.shape(u), config.flow.features
+    if len(u_shape) != 2 + realisations or u_shape[-1] != d:
+        raise ValueError(f"u must be ({lead}, {d}) events in signal coordinates, got shape {u_shape}")
+    for name, v in (("log_pb", log_pb), ("weight", weight)):
+        if np.shape(v) != u_shape[:-1]:
+            raise ValueError(f"{name} must be ({lead}) = {u_shape[:-1]}, one per event of u, got shape "
+                             f"{np.shape(v)}")
+    if any(isinstance(v, jax.core.Tracer) for v in (u, log_pb, weight)):
+        return
+    rows = lambda v, tail: np.asarray(v, np.float64).reshape(-1, *tail)
+    per_realisation = (rows(u, u_shape[-2:]), rows(log_pb, u_shape[-2:-1]), rows(weight, u_shape[-2:-1]))
+    for r, (ur, lr, wr) in enumerate(zip(*per_realisation, strict=True)):
+        where = f" (realisation {r})" if realisations else ""
+        check_finite(ur, name=f"R-ANODE events u{where}")
+        check_finite(lr[:, None], name=f"R-ANODE log_pb{where}", columns=["log_pb"])
+        bad = np.flatnonzero(~(wr >= 0) | ~np.isfinite(wr))
+        if bad.size:
+            raise ValueError(f"R-ANODE weight{where}: {bad.size} weight(s) negative, NaN or inf "
+                             f"(rows {shown_rows(bad)})")  # fmt: skip
+        if not np.any(wr > 0):
+            raise ValueError(f"R-ANODE weight{where}: no event has a positive weight (empty signal region)")
+
+
 def _check_mode(config: RanodeConfig) -> None:
     if config.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
@@ -398,13 +427,15 @@ def fit_ranode(
         data realisations in one program (not with ``config.segment_epochs > 0``).
 
     Raises:
-        ValueError: as :func:`fit_ranode_realisations`.
+        ValueError: as :func:`fit_ranode_realisations`, for ``(N, 5)``, ``(N,)`` and ``(N,)``
+            arrays.
     """
     _check_mode(config)
+    _check_events(u, log_pb, weight, config, realisations=False)
     if not config.segment_epochs:
         return _fit_ranode_one_program(key, u, log_pb, weight, config, return_params)
     stack = lambda v: jnp.asarray(v)[None]
-    many = fit_ranode_realisations(stack(key), stack(u), stack(log_pb), stack(weight), config, return_params)
+    many = _fit_realisations(stack(key), stack(u), stack(log_pb), stack(weight), config, return_params)
     return jax.tree.map(lambda v: v[0], many)
 
 
@@ -432,10 +463,19 @@ def fit_ranode_realisations(
         config, return_params: as in :func:`fit_ranode`.
 
     Raises:
-        ValueError: an unknown ``config.mode``, or ``config.segment_epochs > 0`` inside ``jit``
-            or ``vmap`` (the compaction between segments runs on the host).
+        ValueError: an unknown ``config.mode``; ``config.segment_epochs > 0`` inside ``jit``
+            or ``vmap`` (the compaction between segments runs on the host); arrays of other
+            shapes; outside ``jit``, NaN or inf in ``u`` or ``log_pb``, a negative or non-finite
+            weight, or a realisation without an event of positive weight (each error names the
+            realisation and the rows).
     """
     _check_mode(config)
+    _check_events(u, log_pb, weight, config, realisations=True)
+    return _fit_realisations(keys, u, log_pb, weight, config, return_params)
+
+
+def _fit_realisations(keys, u, log_pb, weight, config: RanodeConfig, return_params: bool = False):
+    """:func:`fit_ranode_realisations` on inputs already checked."""
     if not config.segment_epochs:
         return _fit_realisations_one_program(keys, u, log_pb, weight, config, return_params)
     if any(isinstance(v, jax.core.Tracer) for v in (keys, u, log_pb, weight)):
