@@ -182,6 +182,17 @@ def test_mixture_log_likelihood_extremes():
     assert bool(jnp.isfinite(g))
 
 
+def test_a_nan_log_ratio_spoils_the_fit_instead_of_being_dropped():
+    log_r = jnp.log(jnp.array([4.0, 4.0, 0.5, 0.5, 0.5, 0.5, 1.0]))
+    fit = fit_mixture(log_r.at[6].set(jnp.nan))
+    spoiled = (fit.mu_hat, fit.interval_95.lo, fit.interval_95.hi, fit.q0, fit.z)
+    assert all(bool(jnp.isnan(v)) for v in spoiled)
+    assert bool(jnp.isnan(mixture_log_likelihood(0.2, log_r.at[6].set(jnp.nan))))
+    # with zero weight the entry is ignored: the fit of the six other events (mu_hat = 4/9)
+    ignored = fit_mixture(log_r.at[6].set(jnp.nan), jnp.array([1.0] * 6 + [0.0]))
+    assert float(ignored.mu_hat) == pytest.approx(4 / 9, rel=1e-5)
+
+
 def _log_ratios(seed, n=400, mu=0.1):
     """Log-ratios of a 1-D Gaussian shift model, events drawn from the mixture."""
     rng = np.random.default_rng(seed)

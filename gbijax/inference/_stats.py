@@ -240,6 +240,7 @@ def discovery(
     """
     diff = jnp.asarray(log_likelihood_hat) - jnp.asarray(log_likelihood_null)
     q0 = jnp.where(jnp.asarray(mu_hat) > mu_null, jnp.maximum(2.0 * diff, 0.0), 0.0)
+    q0 = jnp.where(jnp.isnan(mu_hat), jnp.nan, q0)  # a failed fit is not "no signal"
     z = jnp.sqrt(q0)
     return Discovery(q0, z, ndtr(-z))
 
@@ -416,10 +417,10 @@ class _Ratios(NamedTuple):
 
 
 def _ratios(log_ratio: ArrayLike, weight: ArrayLike | None) -> _Ratios:
-    """Precompute :class:`_Ratios`; zero-weight and NaN entries become neutral (``r = 1``)."""
+    """Precompute :class:`_Ratios`; zero-weight entries become neutral (``r = 1``) whatever their
+    value, a NaN of positive weight stays NaN (it is not dropped: the fit becomes NaN)."""
     log_ratio = jnp.asarray(log_ratio)
     w = jnp.ones_like(log_ratio) if weight is None else jnp.asarray(weight, log_ratio.dtype)
-    w = jnp.where(jnp.isnan(log_ratio), 0.0, w)
     log_r = jnp.where(w != 0, log_ratio, 0.0)
     small = log_r <= _LOG_RATIO_SWITCH
     l_big = jnp.where(small, 2.0 * _LOG_RATIO_SWITCH, log_r)
@@ -432,13 +433,14 @@ def _weighted_sum(w: jax.Array, terms: jax.Array) -> jax.Array:
 
 
 def _terms(mu: jax.Array, e: _Ratios) -> jax.Array:
-    """Per-event ``log(1 + mu (r - 1))``, ``-inf`` where ``1 + mu (r - 1) <= 0``."""
+    """Per-event ``log(1 + mu (r - 1))``, ``-inf`` where ``1 + mu (r - 1) <= 0``, NaN where ``r`` is."""
     arg = mu * e.slope
     inner = e.base + arg
     ok = jnp.where(e.small, arg > -1.0, inner > 0.0)
     small_val = jnp.log1p(jnp.where(ok, arg, 0.0))
     val = jnp.where(e.small, small_val, e.log_scale + jnp.log(jnp.where(ok, inner, 1.0)))
-    return jnp.where(ok, val, jnp.where(mu == 0, 0.0, -jnp.inf))  # mu = 0 with 1/r underflowed: log 1
+    val = jnp.where(ok, val, jnp.where(mu == 0, 0.0, -jnp.inf))  # mu = 0 with 1/r underflowed: log 1
+    return jnp.where(jnp.isnan(e.slope), jnp.nan, val)
 
 
 def _score(mu: jax.Array, e: _Ratios) -> tuple[jax.Array, jax.Array]:
@@ -684,7 +686,8 @@ def fit_mixture(
             (0: plain Wilks).
 
     Returns:
-        A :class:`MixtureFit`.
+        A :class:`MixtureFit`; all NaN (``q0`` and ``z`` too) if a log-ratio of positive weight
+        is NaN (zero-weight entries are ignored whatever their value).
 
     >>> l = jnp.log(jnp.array([4.0, 4.0, 0.5, 0.5, 0.5, 0.5]))
     >>> fit = fit_mixture(l)
