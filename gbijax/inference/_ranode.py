@@ -381,7 +381,7 @@ def _check_events(u, log_pb, weight, config: RanodeConfig, realisations: bool) -
                              f"{np.shape(v)}")
     if any(isinstance(v, jax.core.Tracer) for v in (u, log_pb, weight)):
         return
-    rows = lambda v, tail: np.asarray(v, np.float64).reshape(-1, *tail)
+    rows = lambda v, tail: np.asarray(v).reshape(-1, *tail)  # no copy: the events stay in their dtype
     per_realisation = (rows(u, u_shape[-2:]), rows(log_pb, u_shape[-2:-1]), rows(weight, u_shape[-2:-1]))
     for r, (ur, lr, wr) in enumerate(zip(*per_realisation, strict=True)):
         where = f" (realisation {r})" if realisations else ""
