@@ -13,8 +13,10 @@ the layers run in a ``lax.scan`` (compile time does not grow with ``n_layers``).
 
 The scalar map is ``distrax.RationalQuadraticSpline`` on ``[-tail_bound, tail_bound]`` with unit
 boundary slopes ("linear tails" as in nflows: ``3 n_bins - 1`` parameters per feature); outside
-the bound it is the identity. ``transform="affine"`` gives the classic MAF,
-``z_i = scale_i x_i + shift_i``.
+the bound it is the identity. The density pass evaluates it with hand-written gradients (a Triton
+kernel on a GPU; :mod:`gbijax.generators._rq_spline`, same values), so reverse-mode derivatives of
+the density work and forward mode does not; sampling uses distrax's inverse.
+``transform="affine"`` gives the classic MAF, ``z_i = scale_i x_i + shift_i``.
 
 Reference configurations: :data:`RANODE_SIGNAL_FLOW` (the R-ANODE signal model: 2 RQ layers,
 MADE with 2 hidden blocks of width 32 after the input layer, 8 bins, tail bound 8; 12,198
@@ -43,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gbijax.generators._base import Generator, Params, context_or_empty
+from gbijax.generators._rq_spline import rational_quadratic_spline
 from gbijax.nn import activation, init_like
 
 __all__ = [
@@ -184,6 +187,15 @@ def _bijector(config: SplineFlowConfig, raw: jax.Array) -> distrax.Bijector:
     )
 
 
+def _forward_map(config: SplineFlowConfig, raw: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(y, log|dy/dx|)`` of one layer's elementwise map; the spline's gradient is hand-written."""
+    if config.transform == "affine":
+        return _bijector(config, raw).forward_and_log_det(x)
+    return rational_quadratic_spline(
+        raw, x, config.n_bins, config.tail_bound, config.min_bin_size, config.min_knot_slope
+    )
+
+
 def _check(config: SplineFlowConfig) -> None:
     if config.transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {config.transform!r}")
@@ -214,7 +226,7 @@ def spline_flow_transform(config: SplineFlowConfig) -> FlowTransform:
     def forward(params: Params, x: jax.Array, context: jax.Array) -> tuple[jax.Array, jax.Array]:
         def layer(carry, p):
             y, log_det = carry
-            y, ld = _bijector(config, made.apply(p, y, context)).forward_and_log_det(y)
+            y, ld = _forward_map(config, made.apply(p, y, context), y)
             return (flip(y), log_det + jnp.sum(ld, axis=-1)), None
 
         (z, log_det), _ = jax.lax.scan(layer, (x, jnp.zeros(x.shape[:-1], x.dtype)), params)
