@@ -33,6 +33,7 @@ The JSON goes to ``benchmarks/results/ranode_scan.json`` (``--json-name``), or u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -44,8 +45,16 @@ import numpy as np
 import gbijax  # noqa: F401  (sets the XLA CPU flag before JAX starts)
 from benchmarks._common import peak_device_mb, peak_rss_mb, timed, write_json
 from gbijax.data import fit_preprocessing, load_source, toy
+from gbijax.generators import _spline_flow
+from gbijax.generators._rq_spline import spline_xla
 from gbijax.inference import RanodeConfig, signal_coordinates
-from gbijax.inference._ranode import _to_coordinates, _train_members, _train_population, _trained
+from gbijax.inference._ranode import (
+    _member_advance,
+    _to_coordinates,
+    _train_members,
+    _train_population,
+    _trained,
+)
 from gbijax.train import TrainConfig
 
 REFERENCE_SECONDS_PER_EPOCH = 1.8  # PyTorch + nflows reference on 100k events, 2 CPU cores
@@ -167,6 +176,55 @@ def _compacted_scan(config: RanodeConfig, data, train_idx, val_idx):
     return lambda key: _trained(first(_train_population(key[None], config, shared)), config)
 
 
+_SPLINES = {  # the flows' layer map for each variant timed side by side
+    "vmapped": None,  # the default: Triton kernels on a GPU, the hand-written XLA gradient elsewhere
+    "vmapped, XLA spline": lambda config, raw, x: spline_xla(
+        raw, x, config.n_bins, config.tail_bound, config.min_bin_size, config.min_knot_slope
+    ),
+    "vmapped, autodiff spline": lambda config, raw, x: (
+        _spline_flow._bijector(config, raw).forward_and_log_det(x)
+    ),
+}
+
+
+@contextlib.contextmanager
+def _spline(mode: str):
+    """Flows traced inside use the spline variant ``_SPLINES[mode]`` (distrax by autodiff: the density
+    pass before :mod:`gbijax.generators._rq_spline`)."""
+    default = _spline_flow._forward_map
+    _spline_flow._forward_map = _SPLINES[mode] or default
+    _member_advance.cache_clear()  # its cached training steps were traced with another spline
+    try:
+        yield
+    finally:
+        _spline_flow._forward_map = default
+        _member_advance.cache_clear()
+
+
+def _spline_rows(m: int, epochs: int, repeats: int, data, train_idx, val_idx, base) -> list[dict]:
+    """M flows' seconds per flow-epoch with each spline variant of :data:`_SPLINES` (on a CPU the
+    default is the XLA one, which is then skipped), compiled first, then timed taking turns."""
+    cfg = base._replace(w_grid=tuple(np.logspace(-5, -1, m).tolist()), n_seeds=1)
+    modes = [mode for mode in _SPLINES if jax.default_backend() == "gpu" or "XLA" not in mode]
+    runs, first = {}, {}
+    for mode in modes:
+        with _spline(mode):  # traced and compiled here; later calls reuse the compiled program
+            runs[mode] = _runner(cfg, data, train_idx, val_idx)
+            start = time.perf_counter()
+            jax.block_until_ready(runs[mode](jax.random.key(2)))
+            first[mode] = time.perf_counter() - start
+    walls = {mode: [] for mode in runs}
+    for _ in range(repeats):
+        for mode, run in runs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(run(jax.random.key(2)))
+            walls[mode].append(time.perf_counter() - start)
+    median = {mode: statistics.median(t) for mode, t in walls.items()}
+    return [{"mode": mode, "flows": m, "first_call_s": first[mode], "median_s": median[mode],
+             "runs_s": walls[mode], "s_per_flow_epoch": median[mode] / (m * epochs), "side_by_side": True}
+            for mode in runs]  # fmt: skip
+
+
 def _runner(config: RanodeConfig, data, train_idx, val_idx):
     fn = _compiled_scan(config, data, train_idx, val_idx)
     return lambda key: jax.tree.leaves(fn(key))[0]
@@ -183,8 +241,12 @@ def main(argv=None):
                         help="also run M-flow scans end to end with early stopping (M a multiple of 20)")
     parser.add_argument("--segment-epochs", type=int, default=0, metavar="S",
                         help="run the --early-stopping scans compacted every S epochs too, side by side")
+    parser.add_argument("--es-repeats", type=int,
+                        help="timed calls of the --early-stopping scans (default: --repeats)")
     parser.add_argument("--es-batch-size", type=int, default=2048,
                         help="batch size of the --early-stopping scans")
+    parser.add_argument("--spline-variants", type=int, default=0, metavar="M",
+                        help="also time M flows with each spline (Triton, XLA, autodiff), side by side")
     parser.add_argument("--json-name", default="ranode_scan",
                         help="results/<name>.json (ranode_compaction: a small scan's own RESULTS.md section)")
     args = parser.parse_args(argv)
@@ -222,9 +284,14 @@ def main(argv=None):
         per_flow_epoch = t["median_s"] / (m * args.epochs)
         summary = record({"mode": "vmapped", "flows": m, **t, "s_per_flow_epoch": per_flow_epoch,
                           "peak_device_mb": peak_device_mb()})  # fmt: skip
+    if args.spline_variants:
+        for row in _spline_rows(args.spline_variants, args.epochs, args.repeats, data, train_idx, val_idx,
+                                base):  # fmt: skip
+            summary = record(row)
     if args.early_stopping and summary is not None:
         summary["early_stopping"] = _early_stopping_rows(
-            args.early_stopping, n, train_idx, val_idx, args.segment_epochs, args.es_batch_size, args.repeats
+            args.early_stopping, n, train_idx, val_idx, args.segment_epochs, args.es_batch_size,
+            args.es_repeats or args.repeats,
         )
         write_json(args.json_name, summary)
     if summary is not None:
