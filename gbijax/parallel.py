@@ -8,8 +8,8 @@ into a function on a stacked batch that
    compiled ``lax.map`` (the chunk size is chosen from the compiled program's memory use, or
    given), and
 2. shards every chunk across all devices with :mod:`jax.sharding` (a 1-D mesh over the batch
-   axis), so that on several GPUs, or several hosts after ``jax.distributed.initialize()``,
-   each device computes its share with JAX's own SPMD runtime.
+   axis; ``jax.shard_map``), so that on several GPUs, or several hosts after
+   ``jax.distributed.initialize()``, each device computes its share with JAX's own SPMD runtime.
 
 Results equal those of ``jax.vmap(fn)`` (the same per-item computation, up to the last bit of
 float reductions whose vector width changes with the chunk size; padding items are dropped).
@@ -121,15 +121,19 @@ def sharded_vmap(
         sharding = NamedSharding(mesh, PartitionSpec(None, "batch"))
         stacked = jax.tree.map(lambda a: jax.device_put(a, sharding), stacked)
         if tuple(devs) not in programs:
-            programs[tuple(devs)] = _compiled(fn, sharding)
+            programs[tuple(devs)] = _compiled(fn, mesh, sharding)
         out = programs[tuple(devs)](stacked)
         return jax.tree.map(lambda a: a.reshape(n_chunks * width, *a.shape[2:])[:n], out)
 
     return run
 
 
-def _compiled(fn: Callable, sharding: NamedSharding):
+def _compiled(fn: Callable, mesh: Mesh, sharding: NamedSharding):
+    """Every device maps ``vmap(fn)`` over the chunks of its own share (``shard_map``, so that
+    custom kernels inside ``fn``, which XLA cannot partition, run on each device's share)."""
+
     def body(stacked):
         return jax.lax.map(lambda chunk: jax.vmap(fn)(*chunk), stacked)
 
-    return jax.jit(body, out_shardings=sharding)
+    per_device = jax.shard_map(body, mesh=mesh, in_specs=sharding.spec, out_specs=sharding.spec)
+    return jax.jit(per_device, out_shardings=sharding)

@@ -132,11 +132,11 @@ def spline_xla(raw, x, n_bins, bound, min_bin_size, min_knot_slope):
     return jnp.where(inside, y, x), jnp.where(inside, log_det, 0.0)
 
 
-def _forward(raw, x, n_bins, bound, min_bin_size, min_knot_slope):
+def _xla_forward(raw, x, n_bins, bound, min_bin_size, min_knot_slope):
     return spline_xla(raw, x, n_bins, bound, min_bin_size, min_knot_slope), (raw, x)
 
 
-def _backward(n_bins, bound, min_bin_size, min_knot_slope, residuals, cotangents):
+def _xla_backward(n_bins, bound, min_bin_size, min_knot_slope, residuals, cotangents):
     raw, x = residuals
     k = n_bins
     sw, sh, pre, x_pos, y_pos, slopes = _knots(raw, n_bins, bound, min_bin_size, min_knot_slope)
@@ -160,7 +160,7 @@ def _backward(n_bins, bound, min_bin_size, min_knot_slope, residuals, cotangents
     return jnp.concatenate([g_uw, g_uh, jax.nn.sigmoid(pre) * g_d], -1), g_x
 
 
-spline_xla.defvjp(_forward, _backward)
+spline_xla.defvjp(_xla_forward, _xla_backward)
 
 
 # --- the Triton kernels (GPU) ----------------------------------------------------------------------
@@ -275,7 +275,7 @@ def _triton_backward_backward(*args):
     """Second derivatives: the XLA backward pass differentiated by autodiff."""
     *settings, interpret, residuals, cotangents = args
     del interpret
-    _, vjp = jax.vjp(lambda r, v, gy, gl: _backward(*settings, (r, v), (gy, gl)), *residuals)
+    _, vjp = jax.vjp(lambda r, v, gy, gl: _xla_backward(*settings, (r, v), (gy, gl)), *residuals)
     return vjp(cotangents)
 
 
