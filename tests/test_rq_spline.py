@@ -64,7 +64,7 @@ def triton_interpreted(raw, x):
 
 def test_the_triton_kernels_compute_the_same_spline(events):
     """The GPU kernels, run by Pallas' interpreter: values, gradients, under vmap, second derivatives."""
-    raw, x = events
+    raw, x = events[0][:2, :150], events[1][:2, :150]  # two realisations of 150 rows: a partial last block
     xla = lambda r, v: spline_xla(r, v, K, BOUND, 1e-4, 1e-4)
     for ours, theirs in zip(triton_interpreted(raw, x), xla(raw, x), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-11, atol=1e-11)

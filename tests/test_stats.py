@@ -307,3 +307,18 @@ def test_fit_mixture_survives_overflowing_ratios_in_float32():
     brute = grid[jnp.argmax(jax.vmap(lambda m: mixture_log_likelihood(m, log_r))(grid))]
     assert float(fit.mu_hat) == pytest.approx(float(brute), abs=2e-5)  # float32 sums are flat at the top
     assert float(fit.interval_68.lo) < float(fit.mu_hat) < float(fit.interval_68.hi)
+
+
+def test_a_tiny_first_newton_step_is_not_taken_for_convergence():
+    """One event with r = e^33 makes the score at 0 huge and the first Newton step ~1e-14 long;
+    that step is far from the root and must not end the search (it once returned mu_hat = 1e-14)."""
+    log_r = jnp.asarray([33.0] + [6.0] * 900 + [-16.0] * 5100 + [-164.0] * 5, jnp.float32)
+    fit = fit_mixture(log_r)
+    # the score's zero in float64: sum_i (r_i - 1) / (1 + mu (r_i - 1)) = 0
+    r = np.exp(np.asarray(log_r, np.float64))
+    score = lambda m: np.sum((r - 1) / (1 + m * (r - 1)))
+    lo, hi = 1e-6, 0.5
+    for _ in range(200):
+        lo, hi = ((lo + hi) / 2, hi) if score((lo + hi) / 2) > 0 else (lo, (lo + hi) / 2)
+    assert float(fit.mu_hat) == pytest.approx(lo, rel=1e-4)
+    assert float(fit.interval_95.lo) < lo < float(fit.interval_95.hi) and float(fit.z) > 20

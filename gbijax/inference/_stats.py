@@ -488,8 +488,11 @@ def _root(f: Callable[[jax.Array], tuple[jax.Array, jax.Array]], lo, hi, x0, n_i
         inside = (newton - a) * (newton - b) <= 0
         use = jnp.isfinite(newton) & jnp.isfinite(dfx) & inside & (jnp.abs(newton - x) <= 0.5 * dx_old)
         x_new = jnp.where(use, newton, _midpoint(a, b))
-        tol = 32 * eps * (jnp.abs(x) + 1e-8 * width)
-        done = (fx == 0) | (jnp.abs(x_new - x) <= tol) | (jnp.abs(a - b) <= tol)
+        # a step is small only relative to x: a tiny first Newton step from a huge score (one event
+        # with r ~ 1e14) is far from the root; the bracket may also end at an absolute resolution
+        small_step = jnp.abs(x_new - x) <= 32 * eps * jnp.abs(x)
+        small_bracket = jnp.abs(a - b) <= 32 * eps * (jnp.maximum(jnp.abs(a), jnp.abs(b)) + 1e-8 * width)
+        done = (fx == 0) | small_step | small_bracket
         return i + jnp.where(done, n_iter, 1), a, b, x_new, jnp.abs(x_new - x), best, f_best
 
     width = jnp.abs(hi - lo)
