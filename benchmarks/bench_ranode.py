@@ -309,6 +309,7 @@ def _write_summary(rows: list[dict], args, n: int, source: str) -> dict:
     scan_s = 400 * 50 * best * REFERENCE_EVENTS / n  # an epoch costs in proportion to the events
     summary = {
         "events": int(n), "source": source, "epochs_timed": args.epochs, "rows": rows,
+        "spline": "Triton kernels" if jax.default_backend() == "gpu" else "XLA, hand-written gradient",
         "estimated_400_flow_scan_s": scan_s,
         "speedup_vs_reference_scan": REFERENCE_SCAN_HOURS * 3600 / scan_s,
         "vmapped_over_looped_speedup": looped["s_per_flow_epoch"] / best,

@@ -32,9 +32,10 @@ from benchmarks.bench_ensemble import _update_results_md as ensemble_section
 HERE = Path(__file__).resolve().parent
 
 SUITE = {  # name -> [(module, full arguments, small arguments, accelerator arguments)]
-    "ranode": [("bench_ranode", [], ["--events", "20000", "--flows", "1", "4", "--epochs", "1"],
-                ["--flows", "1", "100", "400", "1600", "--repeats", "2", "--early-stopping", "400",
-                 "--segment-epochs", "10"])],
+    "ranode": [("bench_ranode", ["--flows", "1", "32", "--spline-variants", "8"],
+                ["--events", "20000", "--flows", "1", "--epochs", "1", "--spline-variants", "4"],
+                ["--flows", "1", "100", "1600", "--spline-variants", "400", "--repeats", "2",
+                 "--early-stopping", "400", "--segment-epochs", "10"])],
     "paws": [("bench_paws", [], ["--events", "20000", "--grid", "50", "--pseudo", "200", "--repeats", "2",
                                  "--lee-toys", "10", "--lee-sample", "40000", "--lee-events", "8000"],
               ["--batch-sizes", "1", "16", "100", "--lee-toys", "999", "--lee-batch-sizes", "1", "100"])],
@@ -112,15 +113,16 @@ def ranode_section(folder: Path) -> str:
             * min(row["s_per_flow_epoch"] for row in r["rows"] if row["mode"] == mode)
             for mode in ("vmapped", "looped")}  # fmt: skip
     scan_s = scan["vmapped"]
+    spline = r.get("spline", "autodiff through distrax (recorded before the hand-written gradients)")
     return f"""## R-ANODE scan{on_device(r["machine"])}
 
 `python -m benchmarks.bench_ranode` ({_machine(r['machine'])}; {r['events']:,} events of {r['source']},
-reference signal flow, batch 2048, {r['epochs_timed']} epoch(s) timed, medians)
+reference signal flow, spline: {spline}; batch 2048, {r['epochs_timed']} epoch(s) timed, medians)
 
 | mode | flows | wall time | per flow-epoch | peak device memory |
 |---|---|---|---|---|
 {rows}
-
+{_spline_variants(r)}
 Estimated 400-flow scan at the reference's 100,000 events (50 epochs per flow, the middle of its
 early-stopping range, per-epoch cost scaled from the events timed): **{fmt_seconds(scan_s)}**, i.e.
 {12 * 3600 / scan_s:.1f}x the speed of the reference's 12 h (target: 20x, under 37 min on 2 CPU cores,
@@ -128,6 +130,19 @@ under 5 min on an H100); the same JAX trainings in a Python loop: {fmt_seconds(s
 ({12 * 3600 / scan['looped']:.1f}x). Vmapped / looped speed-up {r['vmapped_over_looped_speedup']:.2f}x.
 Peak host memory {r['peak_rss_mb']:.0f} MB.
 {_early_stopping(r)}"""
+
+
+def _spline_variants(r: dict) -> str:
+    """The ``--spline-variants`` rows (timed taking turns in one process) as speed-ups over autodiff."""
+    side = {row["mode"]: row for row in r["rows"] if row.get("side_by_side")}
+    if "vmapped, autodiff spline" not in side:
+        return ""
+    autodiff = side.pop("vmapped, autodiff spline")["s_per_flow_epoch"]
+    names = {"vmapped": f"the default ({r.get('spline', 'Triton kernels')})", "vmapped, XLA spline": "XLA"}
+    speedups = [f"{names[mode]} {autodiff / row['s_per_flow_epoch']:.2f}x" for mode, row in side.items()]
+    flows = next(iter(side.values()))["flows"]
+    return (f"\nSpline gradients side by side ({flows} flows, taking turns in one process), speed-up over "
+            f"autodiff through distrax's spline: {'; '.join(speedups)}.\n")
 
 
 def _epochs_differ(e: dict) -> str:
@@ -194,7 +209,8 @@ batch, `gbijax.train.train_population`):
 
 {_early_stopping_table(r)}
 
-Peak device memory is the process's peak so far (the rows of the first table included).
+Wall times are medians of {len(e["runs_s"])} call(s) after the first. Peak device memory is the process's
+peak so far (the rows of the first table included).
 {line}
 """
 
