@@ -23,8 +23,12 @@ the same process, with the wall-time ratio, the flow-epochs each computes and a 
 flow ran the same epochs. ``--es-batch-size`` sets the batch of these runs (smaller for a small
 test on a CPU, so that an epoch still has several steps).
 
+With ``--spline-variants M``, M flows are also timed with each implementation of the flows' spline
+(the default: Triton kernels on a GPU, else the XLA version with its hand-written gradient; the XLA
+version on a GPU; autodiff through distrax's spline), taking turns in one process.
+
     python benchmarks/bench_ranode.py [--flows 1 8 32] [--epochs 2] [--events 120000] [--early-stopping 400]
-        [--segment-epochs 10]
+        [--segment-epochs 10] [--spline-variants 400]
 
 The JSON goes to ``benchmarks/results/ranode_scan.json`` (``--json-name``), or under
 ``$GBIJAX_BENCH_RESULTS``.
