@@ -94,3 +94,14 @@ def test_the_triton_kernels_lower_for_cuda():
 def test_wrong_parameter_shapes_are_refused():
     with pytest.raises(ValueError, match=r"x.shape \+ \(3 n_bins - 1,\) = \(4, 23\), got \(4, 22\)"):
         rational_quadratic_spline(jnp.zeros((4, 22)), jnp.zeros(4), K, BOUND)
+
+
+@pytest.mark.parametrize("n_bins", [1, 3])
+def test_other_numbers_of_bins_agree_between_the_implementations(n_bins):
+    with jax.enable_x64(True):
+        raw = jax.random.normal(jax.random.key(0), (50, 3 * n_bins - 1), jnp.float64)
+        x = 3.0 * jax.random.normal(jax.random.key(1), (50,), jnp.float64)
+        settings = (n_bins, 4.0, 1e-4, 1e-4)
+        kernels, xla = spline_triton(raw, x, *settings, True), spline_xla(raw, x, *settings)
+        for a, b in zip(kernels, xla, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -40,6 +40,7 @@ mode (``jax.jvp``, ``jax.jacfwd``) does not (use ``jax.jacrev``).
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import partial
 
@@ -193,12 +194,8 @@ def _spline_of_columns(columns, x, n_bins, bound, min_bin_size, min_knot_slope):
     d = [jax.nn.softplus(v + offset) + min_knot_slope for v in columns[2 * k :]]
     one = jnp.ones_like(x)
     # knot j at -B + (w_0 + ... + w_j-1), summed in cumsum's order; the last knot is B itself
-    sum_w, sum_h = [w[0]], [h[0]]
-    for j in range(1, k - 1):
-        sum_w.append(sum_w[-1] + w[j])
-        sum_h.append(sum_h[-1] + h[j])
-    x_knots = [-bound * one] + [-bound + v for v in sum_w] + [bound * one]
-    y_knots = [-bound * one] + [-bound + v for v in sum_h] + [bound * one]
+    x_knots = [-bound * one] + [-bound + v for v in itertools.accumulate(w[: k - 1])] + [bound * one]
+    y_knots = [-bound * one] + [-bound + v for v in itertools.accumulate(h[: k - 1])] + [bound * one]
     slopes = [one, *d, one]
     ends = [x_knots[0], x_knots[1], y_knots[0], y_knots[1], slopes[0], slopes[1]]
     for j in range(1, k):
