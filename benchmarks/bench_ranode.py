@@ -50,7 +50,7 @@ import gbijax  # noqa: F401  (sets the XLA CPU flag before JAX starts)
 from benchmarks._common import peak_device_mb, peak_rss_mb, timed, write_json
 from gbijax.data import fit_preprocessing, load_source, toy
 from gbijax.generators import _spline_flow
-from gbijax.generators._rq_spline import spline_xla
+from gbijax.generators._rq_spline import spline_xla, uses_triton
 from gbijax.inference import RanodeConfig, signal_coordinates
 from gbijax.inference._ranode import (
     _member_advance,
@@ -115,16 +115,13 @@ def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx, segment_e
         if segment_epochs:
             compacted = cfg._replace(segment_epochs=segment_epochs)
             scans["compacted_"] = _compacted_scan(compacted, data, train_idx, val_idx)
-        row, walls, epochs = {}, {name: [] for name in scans}, {}
+        row = {}
         for name, scan in scans.items():
             start = time.perf_counter()
             jax.block_until_ready(scan(jax.random.key(5)))
             row[f"{name}first_call_s"] = time.perf_counter() - start
-        for _ in range(repeats):
-            for name, scan in scans.items():
-                start = time.perf_counter()
-                epochs[name] = np.asarray(scan(jax.random.key(5))[0][1]).ravel()
-                walls[name].append(time.perf_counter() - start)
+        walls, last = _in_turns(scans, jax.random.key(5), repeats)
+        epochs = {name: np.asarray(out[0][1]).ravel() for name, out in last.items()}
         e = epochs[""]
         row = {"flows": int(e.size), **row, "wall_s": statistics.median(walls[""]), "runs_s": walls[""],
                "epochs_median": float(np.median(e)), "epochs_min": int(e.min()), "epochs_max": int(e.max()),
@@ -140,6 +137,18 @@ def _early_stopping_rows(flows: list[int], n: int, train_idx, val_idx, segment_e
         rows.append(row)
         print("early stopping", rows[-1], flush=True)
     return rows
+
+
+def _in_turns(calls: dict, key, repeats: int) -> tuple[dict, dict]:
+    """Wall times of ``repeats`` rounds in which every (compiled) ``call(key)`` runs once, taking
+    turns, and each call's last result."""
+    walls, last = {name: [] for name in calls}, {}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            last[name] = jax.block_until_ready(call(key))
+            walls[name].append(time.perf_counter() - start)
+    return walls, last
 
 
 def _epoch_shifts(compacted: np.ndarray, one_program: np.ndarray) -> dict:
@@ -209,7 +218,7 @@ def _spline_rows(m: int, epochs: int, repeats: int, data, train_idx, val_idx, ba
     """M flows' seconds per flow-epoch with each spline variant of :data:`_SPLINES` (on a CPU the
     default is the XLA one, which is then skipped), compiled first, then timed taking turns."""
     cfg = base._replace(w_grid=tuple(np.logspace(-5, -1, m).tolist()), n_seeds=1)
-    modes = [mode for mode in _SPLINES if jax.default_backend() == "gpu" or "XLA" not in mode]
+    modes = [mode for mode in _SPLINES if uses_triton(jnp.float32) or "XLA" not in mode]
     runs, first = {}, {}
     for mode in modes:
         with _spline(mode):  # traced and compiled here; later calls reuse the compiled program
@@ -217,12 +226,7 @@ def _spline_rows(m: int, epochs: int, repeats: int, data, train_idx, val_idx, ba
             start = time.perf_counter()
             jax.block_until_ready(runs[mode](jax.random.key(2)))
             first[mode] = time.perf_counter() - start
-    walls = {mode: [] for mode in runs}
-    for _ in range(repeats):
-        for mode, run in runs.items():
-            start = time.perf_counter()
-            jax.block_until_ready(run(jax.random.key(2)))
-            walls[mode].append(time.perf_counter() - start)
+    walls, _ = _in_turns(runs, jax.random.key(2), repeats)
     median = {mode: statistics.median(t) for mode, t in walls.items()}
     return [{"mode": mode, "flows": m, "first_call_s": first[mode], "median_s": median[mode],
              "runs_s": walls[mode], "s_per_flow_epoch": median[mode] / (m * epochs), "side_by_side": True}
@@ -313,7 +317,7 @@ def _write_summary(rows: list[dict], args, n: int, source: str) -> dict:
     scan_s = 400 * 50 * best * REFERENCE_EVENTS / n  # an epoch costs in proportion to the events
     summary = {
         "events": int(n), "source": source, "epochs_timed": args.epochs, "rows": rows,
-        "spline": "Triton kernels" if jax.default_backend() == "gpu" else "XLA, hand-written gradient",
+        "spline": "Triton kernels" if uses_triton(jnp.float32) else "XLA, hand-written gradient",
         "estimated_400_flow_scan_s": scan_s,
         "speedup_vs_reference_scan": REFERENCE_SCAN_HOURS * 3600 / scan_s,
         "vmapped_over_looped_speedup": looped["s_per_flow_epoch"] / best,

@@ -52,6 +52,23 @@ from jax.experimental.pallas import triton as pltriton
 __all__ = ["rational_quadratic_spline"]
 
 
+def uses_triton(dtype) -> bool:
+    """Whether :func:`rational_quadratic_spline` runs the Triton kernels for inputs of ``dtype``
+    (float32 on a GPU backend)."""
+    return jnp.dtype(dtype) == jnp.float32 and jax.default_backend() == "gpu"
+
+
+def _slope_offset(min_knot_slope: float) -> float:
+    """The shift that makes an unconstrained slope of 0 a knot slope of 1."""
+    return math.log(math.expm1(1.0 - min_knot_slope))
+
+
+def _identity_outside(x, bound: float, y, log_det):
+    """``(y, log_det)`` inside ``(-bound, bound)``, ``(x, 0)`` outside."""
+    inside = (x > -bound) & (x < bound)
+    return jnp.where(inside, y, x), jnp.where(inside, log_det, 0.0)
+
+
 def _knots(raw: jax.Array, n_bins: int, bound: float, min_bin_size: float, min_knot_slope: float):
     """Softmax weights, slope pre-activations and the knot table ``(x_pos, y_pos, slopes)`` (..., K+1)."""
     k = n_bins
@@ -59,7 +76,7 @@ def _knots(raw: jax.Array, n_bins: int, bound: float, min_bin_size: float, min_k
     sh = jax.nn.softmax(raw[..., k : 2 * k], axis=-1)
     scale = 2 * bound - k * min_bin_size
     w, h = sw * scale + min_bin_size, sh * scale + min_bin_size
-    pre = raw[..., 2 * k :] + math.log(math.expm1(1.0 - min_knot_slope))  # 0 -> slope 1
+    pre = raw[..., 2 * k :] + _slope_offset(min_knot_slope)
     edge = jnp.full_like(w[..., :1], -bound)
     x_pos = jnp.concatenate([edge, -bound + jnp.cumsum(w[..., :-1], -1), -edge], -1)
     y_pos = jnp.concatenate([edge, -bound + jnp.cumsum(h[..., :-1], -1), -edge], -1)
@@ -118,7 +135,7 @@ def rational_quadratic_spline(
         expected = (*x.shape, 3 * n_bins - 1)
         raise ValueError(f"raw must be x.shape + (3 n_bins - 1,) = {expected}, got {raw.shape}")
     settings = (n_bins, float(bound), float(min_bin_size), float(min_knot_slope))
-    if x.dtype == jnp.float32 and jax.default_backend() == "gpu":
+    if uses_triton(x.dtype):
         return spline_triton(raw, x, *settings, False)
     return spline_xla(raw, x, *settings)
 
@@ -128,9 +145,7 @@ def spline_xla(raw, x, n_bins, bound, min_bin_size, min_knot_slope):
     """The spline as XLA operations, vectorised over the bins (CPU, float64)."""
     *_, x_pos, y_pos, slopes = _knots(raw, n_bins, bound, min_bin_size, min_knot_slope)
     _, ends = _bin(x, x_pos, y_pos, slopes)
-    y, log_det = _in_bin(x, *ends)
-    inside = (x > -bound) & (x < bound)
-    return jnp.where(inside, y, x), jnp.where(inside, log_det, 0.0)
+    return _identity_outside(x, bound, *_in_bin(x, *ends))
 
 
 def _xla_forward(raw, x, n_bins, bound, min_bin_size, min_knot_slope):
@@ -190,8 +205,7 @@ def _spline_of_columns(columns, x, n_bins, bound, min_bin_size, min_knot_slope):
         return [v / total * scale + min_bin_size for v in e]
 
     w, h = sizes(columns[:k]), sizes(columns[k : 2 * k])
-    offset = math.log(math.expm1(1.0 - min_knot_slope))
-    d = [jax.nn.softplus(v + offset) + min_knot_slope for v in columns[2 * k :]]
+    d = [jax.nn.softplus(v + _slope_offset(min_knot_slope)) + min_knot_slope for v in columns[2 * k :]]
     one = jnp.ones_like(x)
     # knot j at -B + (w_0 + ... + w_j-1), summed in cumsum's order; the last knot is B itself
     x_knots = [-bound * one] + [-bound + v for v in itertools.accumulate(w[: k - 1])] + [bound * one]
@@ -202,9 +216,7 @@ def _spline_of_columns(columns, x, n_bins, bound, min_bin_size, min_knot_slope):
         right = x >= x_knots[j]
         new = (x_knots[j], x_knots[j + 1], y_knots[j], y_knots[j + 1], slopes[j], slopes[j + 1])
         ends = [jnp.where(right, a, b) for a, b in zip(new, ends, strict=True)]
-    y, log_det = _in_bin(x, *ends)
-    inside = (x > -bound) & (x < bound)
-    return jnp.where(inside, y, x), jnp.where(inside, log_det, 0.0)
+    return _identity_outside(x, bound, *_in_bin(x, *ends))
 
 
 def _pallas(kernel, outputs, rows: int, inputs, interpret: bool):
